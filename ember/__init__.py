@@ -1,0 +1,35 @@
+"""ember: a full-stack deep learning system in Python.
+
+Tensors and autograd (this package's top level), `ember.nn`, `ember.optim`, `ember.data`,
+a compiler, parallel training and inference, each a layer a reader can open and change.
+"""
+
+from . import dtype as _dtype_mod
+from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .creation import (
+    arange, as_tensor, bernoulli, empty, empty_like, eye, from_numpy, full, full_like, linspace, normal,
+    ones, ones_like, rand, rand_like, randint, randn, randn_like, randperm, tensor, uniform, zeros,
+    zeros_like,
+)
+from .devices import Device, device
+from .dtype import (
+    DType, bfloat16, float16, float32, float64, get_default_dtype, int8, int16, int32, int64,
+    promote_types, result_type, set_default_dtype, uint8,
+)
+from .errors import AutogradError, DeviceError, DTypeError, EmberError, IndexingError, ShapeError
+from .ops import *  # noqa: F401,F403
+from .ops import elementwise as _e
+from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
+from .tensor import Tensor
+
+bool = _dtype_mod.bool_  # noqa: A001  (torch.bool)
+float = float32  # noqa: A001
+double = float64
+half = float16
+long = int64
+int = int32  # noqa: A001
+abs = _e.abs  # noqa: A001
+round = _e.round  # noqa: A001
+pow = _e.pow  # noqa: A001
+
+__version__ = "0.1.0"

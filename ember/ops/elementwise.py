@@ -1,0 +1,543 @@
+"""Elementwise ops: arithmetic, math functions, activations, comparisons and logic.
+
+Binary ops broadcast and promote dtypes (PyTorch's rules) in their frontend, so every
+kernel sees operands of one dtype. Backward rules use `reduce_to` to undo broadcasting.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import dtype as dt
+from ..errors import DTypeError
+from ._util import Tensor, apply, as_tensor, broadcast_shapes, const, float_input, promote, reduce_to
+from .registry import ELEMENTWISE, Op, register
+
+
+
+def _binary_shape(name):
+    def shape(*ts, **attrs):
+        return broadcast_shapes(name, *(t.shape for t in ts))
+    return shape
+
+
+# --- dtype conversion ----------------------------------------------------------------------
+
+
+@register("cast")
+class Cast(Op):
+    """x converted to `dtype` (rounding, as NumPy's astype)."""
+    upcast = False
+
+    def dtype(x, dtype):
+        return dtype
+
+    def forward(xp, x, dtype):
+        return x.astype(dtype.np)
+
+    def backward(ctx, g):
+        x = ctx.inputs[0]
+        return cast(g, x.dtype) if x.dtype.category == 2 else None
+
+
+def cast(x: Tensor, dtype) -> Tensor:
+    """x as `dtype` (differentiable between float dtypes)."""
+    dtype = dt.get_dtype(dtype)
+    return x if x.dtype is dtype else apply(Cast, x, dtype=dtype)
+
+
+# --- arithmetic ----------------------------------------------------------------------------
+
+
+@register("add")
+class Add(Op):
+    shape = _binary_shape("add")
+
+    def forward(xp, a, b):
+        return xp.add(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        return reduce_to(g, a.shape), reduce_to(g, b.shape)
+
+
+@register("sub")
+class Sub(Op):
+    shape = _binary_shape("sub")
+
+    def forward(xp, a, b):
+        return xp.subtract(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        return reduce_to(g, a.shape), reduce_to(-g, b.shape)
+
+
+@register("mul")
+class Mul(Op):
+    shape = _binary_shape("mul")
+
+    def forward(xp, a, b):
+        return xp.multiply(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        return reduce_to(g * b, a.shape), reduce_to(g * a, b.shape)
+
+
+@register("div")
+class Div(Op):
+    shape = _binary_shape("div")
+
+    def forward(xp, a, b):
+        return xp.divide(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        ga = g / b
+        return reduce_to(ga, a.shape), reduce_to(-ga * a / b, b.shape)
+
+
+@register("pow")
+class Pow(Op):
+    shape = _binary_shape("pow")
+
+    def forward(xp, a, b):
+        return xp.power(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        ga = g * b * a ** (b - 1)
+        gb = None
+        if b.requires_grad:
+            gb = reduce_to(g * ctx.out * log(where(a > 0, a, const(a, 1.0))), b.shape)
+        return reduce_to(ga, a.shape), gb
+
+
+@register("floor_divide")
+class FloorDivide(Op):
+    shape = _binary_shape("floor_divide")
+    differentiable = False
+
+    def forward(xp, a, b):
+        return xp.floor_divide(a, b)
+
+
+@register("remainder")
+class Remainder(Op):
+    shape = _binary_shape("remainder")
+
+    def forward(xp, a, b):
+        return xp.mod(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        return reduce_to(g, a.shape), reduce_to(-g * floor_divide(a, b), b.shape)
+
+
+@register("maximum")
+class Maximum(Op):
+    shape = _binary_shape("maximum")
+
+    def forward(xp, a, b):
+        return xp.maximum(a, b)
+
+    def backward(ctx, g):
+        # ties split the gradient evenly, as PyTorch does
+        a, b = ctx.inputs
+        wa = (a > b).to(g.dtype) + (a == b).to(g.dtype) * 0.5
+        return reduce_to(g * wa, a.shape), reduce_to(g * (1 - wa), b.shape)
+
+
+@register("minimum")
+class Minimum(Op):
+    shape = _binary_shape("minimum")
+
+    def forward(xp, a, b):
+        return xp.minimum(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        wa = (a < b).to(g.dtype) + (a == b).to(g.dtype) * 0.5
+        return reduce_to(g * wa, a.shape), reduce_to(g * (1 - wa), b.shape)
+
+
+def _binary(op, a, b) -> Tensor:
+    if a.__class__ is Tensor and b.__class__ is Tensor and a.dtype is b.dtype:
+        return apply(op, a, b)
+    _, (a, b) = promote(op.name, a, b)
+    return apply(op, a, b)
+
+
+def add(a, b, alpha=1) -> Tensor:
+    """a + alpha * b, broadcasting."""
+    return _binary(Add, a, b if alpha == 1 else b * alpha)
+
+
+def sub(a, b, alpha=1) -> Tensor:
+    """a - alpha * b, broadcasting."""
+    return _binary(Sub, a, b if alpha == 1 else b * alpha)
+
+
+def mul(a, b) -> Tensor:
+    return _binary(Mul, a, b)
+
+
+def div(a, b, rounding_mode: str | None = None) -> Tensor:
+    """a / b (true division: integers give the default float); rounding_mode 'floor' or 'trunc'."""
+    if rounding_mode == "floor":
+        return floor_divide(a, b)
+    d = dt.result_type(a, b)
+    if d.category < 2:
+        d = dt.get_default_dtype()
+    dev = a.device if isinstance(a, Tensor) else b.device
+    q = apply(Div, as_tensor(a, d, dev), as_tensor(b, d, dev))
+    if rounding_mode == "trunc":
+        q = trunc(q)
+        return q.to(dt.result_type(a, b))
+    if rounding_mode is not None:
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    return q
+
+
+def floor_divide(a, b) -> Tensor:
+    return _binary(FloorDivide, a, b)
+
+
+def remainder(a, b) -> Tensor:
+    """Python-style modulo: the result has the sign of b."""
+    return _binary(Remainder, a, b)
+
+
+def pow(a, b) -> Tensor:
+    """a ** b; integer tensors to negative integer powers are an error, as in PyTorch."""
+    if isinstance(a, Tensor) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        if b == 1:
+            return a * 1
+        if b == 2 and a.dtype.category == 2:
+            return a * a
+    return _binary(Pow, a, b)
+
+
+def maximum(a, b) -> Tensor:
+    return _binary(Maximum, a, b)
+
+
+def minimum(a, b) -> Tensor:
+    return _binary(Minimum, a, b)
+
+
+def lerp(start: Tensor, end: Tensor, weight) -> Tensor:
+    """start + weight * (end - start)."""
+    return start + weight * (end - start)
+
+
+# --- unary math --------------------------------------------------------------------------------
+
+
+def _unary(name, fwd, bwd, float_only=True, doc=""):
+    """Declare a unary op from its kernel and a backward rule `bwd(x, out, g)`."""
+    cls = type(name.title().replace("_", ""), (Op,), {
+        "__doc__": doc, "forward": lambda xp, x: fwd(xp, x),
+        "backward": lambda ctx, g: bwd(ctx.inputs[0], ctx.out, g)})
+    register(name, ELEMENTWISE)(cls)
+
+    def frontend(x: Tensor) -> Tensor:
+        return apply(cls, float_input(x) if float_only else x)
+    frontend.__name__ = name
+    frontend.__doc__ = doc
+    frontend.op = cls
+    return frontend
+
+
+neg = _unary("neg", lambda xp, x: xp.negative(x), lambda x, y, g: -g, False, "-x")
+abs = _unary("abs", lambda xp, x: xp.abs(x), lambda x, y, g: g * sign(x), False, "|x|")
+sign = _unary("sign", lambda xp, x: xp.sign(x), lambda x, y, g: g * 0, False, "-1, 0 or 1")
+exp = _unary("exp", lambda xp, x: xp.exp(x), lambda x, y, g: g * y, doc="e**x")
+expm1 = _unary("expm1", lambda xp, x: xp.expm1(x), lambda x, y, g: g * (y + 1), doc="e**x - 1")
+log = _unary("log", lambda xp, x: xp.log(x), lambda x, y, g: g / x, doc="natural log")
+log1p = _unary("log1p", lambda xp, x: xp.log1p(x), lambda x, y, g: g / (x + 1), doc="log(1 + x)")
+sqrt = _unary("sqrt", lambda xp, x: xp.sqrt(x), lambda x, y, g: g / (y * 2), doc="square root")
+rsqrt = _unary("rsqrt", lambda xp, x: 1 / xp.sqrt(x), lambda x, y, g: g * y * y * y * -0.5, doc="1/sqrt(x)")
+reciprocal = _unary("reciprocal", lambda xp, x: xp.reciprocal(x), lambda x, y, g: -g * y * y, doc="1/x")
+sin = _unary("sin", lambda xp, x: xp.sin(x), lambda x, y, g: g * cos(x), doc="sine")
+cos = _unary("cos", lambda xp, x: xp.cos(x), lambda x, y, g: -g * sin(x), doc="cosine")
+tanh = _unary("tanh", lambda xp, x: xp.tanh(x), lambda x, y, g: g * (1 - y * y), doc="hyperbolic tangent")
+sigmoid = _unary("sigmoid", lambda xp, x: _sigmoid(xp, x), lambda x, y, g: g * y * (1 - y), doc="1/(1+e**-x)")
+relu = _unary("relu", lambda xp, x: xp.maximum(x, 0).astype(x.dtype, copy=False),
+              lambda x, y, g: g * (x > 0).to(g.dtype), False, "max(x, 0)")
+silu = _unary("silu", lambda xp, x: x * _sigmoid(xp, x),
+              lambda x, y, g: g * (sigmoid(x) * (1 + x * (1 - sigmoid(x)))), doc="x * sigmoid(x)")
+trunc = _unary("trunc", lambda xp, x: xp.trunc(x), lambda x, y, g: g * 0, False, "round toward zero")
+floor = _unary("floor", lambda xp, x: xp.floor(x), lambda x, y, g: g * 0, False, "round down")
+ceil = _unary("ceil", lambda xp, x: xp.ceil(x), lambda x, y, g: g * 0, False, "round up")
+round = _unary("round", lambda xp, x: xp.round(x), lambda x, y, g: g * 0, False, "round half to even")
+erf = _unary("erf", lambda xp, x: _erf(x), lambda x, y, g: g * exp(-x * x) * (2 / math.sqrt(math.pi)),
+             doc="error function")
+
+
+def _sigmoid(xp, x):
+    # split by sign so exp never overflows
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _erf(x):
+    from scipy.special import erf as _scipy_erf
+    return _scipy_erf(x).astype(x.dtype, copy=False)
+
+
+def square(x: Tensor) -> Tensor:
+    return x * x
+
+
+@register("leaky_relu")
+class LeakyRelu(Op):
+    def forward(xp, x, negative_slope):
+        return xp.where(x > 0, x, x * negative_slope).astype(x.dtype, copy=False)
+
+    def backward(ctx, g):
+        x = ctx.inputs[0]
+        return g * where(x > 0, const(g, 1.0), const(g, ctx.negative_slope))
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return apply(LeakyRelu, x, negative_slope=float(negative_slope))
+
+
+@register("elu")
+class Elu(Op):
+    def forward(xp, x, alpha):
+        return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0))).astype(x.dtype, copy=False)
+
+    def backward(ctx, g):
+        x = ctx.inputs[0]
+        return g * where(x > 0, const(g, 1.0), exp(minimum(x, 0)) * ctx.alpha)
+
+
+def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    return apply(Elu, float_input(x), alpha=float(alpha))
+
+
+@register("softplus")
+class Softplus(Op):
+    """log(1 + exp(beta x)) / beta, linear above `threshold` as in PyTorch."""
+
+    def forward(xp, x, beta, threshold):
+        bx = x * beta
+        soft = xp.logaddexp(0, bx) / beta
+        return xp.where(bx > threshold, x, soft).astype(x.dtype, copy=False)
+
+    def backward(ctx, g):
+        x = ctx.inputs[0]
+        bx = x * ctx.beta
+        return g * where(bx > ctx.threshold, const(g, 1.0), sigmoid(bx))
+
+
+def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    return apply(Softplus, float_input(x), beta=float(beta), threshold=float(threshold))
+
+
+_SQRT_2_PI = math.sqrt(2 / math.pi)
+
+
+@register("gelu")
+class Gelu(Op):
+    """x * Phi(x); approximate='tanh' uses 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+
+    def forward(xp, x, approximate):
+        if approximate == "tanh":
+            return (0.5 * x * (1 + xp.tanh(_SQRT_2_PI * (x + 0.044715 * x * x * x)))).astype(x.dtype, copy=False)
+        return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype, copy=False)
+
+    def backward(ctx, g):
+        x = ctx.inputs[0]
+        if ctx.approximate == "tanh":
+            inner = (x + x * x * x * 0.044715) * _SQRT_2_PI
+            t = tanh(inner)
+            dinner = (1 + x * x * (3 * 0.044715)) * _SQRT_2_PI
+            return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner)
+        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        pdf = exp(x * x * -0.5) * (1 / math.sqrt(2 * math.pi))
+        return g * (cdf + x * pdf)
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """Gaussian error linear unit; approximate is 'none' (exact, erf) or 'tanh'."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return apply(Gelu, float_input(x), approximate=approximate)
+
+
+@register("clamp")
+class Clamp(Op):
+    """x limited to [min, max] (either bound may be None); gradient passes where x is inside."""
+
+    def forward(xp, x, min, max):
+        return xp.clip(x, min, max).astype(x.dtype, copy=False)
+
+    def backward(ctx, g):
+        x = ctx.inputs[0]
+        inside = const(x, True).to(dt.bool_)
+        if ctx.min is not None:
+            inside = inside & (x >= ctx.min)
+        if ctx.max is not None:
+            inside = inside & (x <= ctx.max)
+        return g * inside.to(g.dtype)
+
+
+def clamp(x: Tensor, min=None, max=None) -> Tensor:
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = x
+        if min is not None:
+            out = maximum(out, min)
+        if max is not None:
+            out = minimum(out, max)
+        return out
+    if x.dtype.category < 2 and any(isinstance(v, float) for v in (min, max)):
+        x = float_input(x)
+    return apply(Clamp, x, min=min, max=max)
+
+
+clip = clamp
+
+
+# --- selection, comparison and logic ----------------------------------------------------------
+
+
+@register("where")
+class Where(Op):
+    """cond ? a : b, broadcasting all three."""
+    shape = _binary_shape("where")
+
+    def forward(xp, cond, a, b):
+        return xp.where(cond, a, b)
+
+    def backward(ctx, g):
+        c, a, b = ctx.inputs
+        zero = const(g, 0)
+        return None, reduce_to(where(c, g, zero), a.shape), reduce_to(where(c, zero, g), b.shape)
+
+
+def where(cond: Tensor, a, b) -> Tensor:
+    """Elements of a where cond is true, else of b."""
+    if cond.dtype is not dt.bool_:
+        raise DTypeError(f"where: condition must be a bool tensor, got {cond.dtype}. Hint: compare it, "
+                         "e.g. (x > 0)")
+    if a.__class__ is Tensor and b.__class__ is Tensor and a.dtype is b.dtype:
+        return apply(Where, cond, a, b)
+    _, (a, b) = promote("where", a, b)
+    return apply(Where, cond, a, b)
+
+
+def _compare(name, fn):
+    cls = type(name.title(), (Op,), {"differentiable": False, "upcast": False,
+                                     "shape": _binary_shape(name), "dtype": lambda *a, **k: dt.bool_,
+                                     "forward": lambda xp, a, b: fn(xp, a, b)})
+    register(name, ELEMENTWISE)(cls)
+
+    def frontend(a, b) -> Tensor:
+        return _binary(cls, a, b)
+    frontend.__name__ = name
+    frontend.op = cls
+    return frontend
+
+
+eq = _compare("eq", lambda xp, a, b: xp.equal(a, b))
+ne = _compare("ne", lambda xp, a, b: xp.not_equal(a, b))
+lt = _compare("lt", lambda xp, a, b: xp.less(a, b))
+le = _compare("le", lambda xp, a, b: xp.less_equal(a, b))
+gt = _compare("gt", lambda xp, a, b: xp.greater(a, b))
+ge = _compare("ge", lambda xp, a, b: xp.greater_equal(a, b))
+logical_and = _compare("logical_and", lambda xp, a, b: xp.logical_and(a, b))
+logical_or = _compare("logical_or", lambda xp, a, b: xp.logical_or(a, b))
+logical_xor = _compare("logical_xor", lambda xp, a, b: xp.logical_xor(a, b))
+
+
+@register("logical_not")
+class LogicalNot(Op):
+    differentiable = False
+    upcast = False
+
+    def dtype(x):
+        return dt.bool_
+
+    def forward(xp, x):
+        return xp.logical_not(x)
+
+
+def logical_not(x: Tensor) -> Tensor:
+    return apply(LogicalNot, x)
+
+
+@register("isnan")
+class IsNan(Op):
+    differentiable = False
+    upcast = False
+
+    def dtype(x):
+        return dt.bool_
+
+    def forward(xp, x):
+        return xp.isnan(x)
+
+
+def isnan(x: Tensor) -> Tensor:
+    return apply(IsNan, x)
+
+
+@register("isinf")
+class IsInf(Op):
+    differentiable = False
+    upcast = False
+
+    def dtype(x):
+        return dt.bool_
+
+    def forward(xp, x):
+        return xp.isinf(x)
+
+
+def isinf(x: Tensor) -> Tensor:
+    return apply(IsInf, x)
+
+
+def isfinite(x: Tensor) -> Tensor:
+    return logical_not(isnan(x) | isinf(x))
+
+
+def _bitwise(name, fn):
+    cls = type(name.title().replace("_", ""), (Op,), {"differentiable": False, "upcast": False,
+                                                      "shape": _binary_shape(name),
+                                                      "forward": lambda xp, a, b: fn(xp, a, b)})
+    register(name, ELEMENTWISE)(cls)
+
+    def frontend(a, b) -> Tensor:
+        t = a if isinstance(a, Tensor) else b
+        if t.dtype.category == 2:
+            raise DTypeError(f"{name}: needs bool or integer tensors, got {t.dtype}")
+        return _binary(cls, a, b)
+    frontend.__name__ = name
+    return frontend
+
+
+bitwise_and = _bitwise("bitwise_and", lambda xp, a, b: xp.bitwise_and(a, b))
+bitwise_or = _bitwise("bitwise_or", lambda xp, a, b: xp.bitwise_or(a, b))
+bitwise_xor = _bitwise("bitwise_xor", lambda xp, a, b: xp.bitwise_xor(a, b))
+
+
+@register("bitwise_not")
+class BitwiseNot(Op):
+    differentiable = False
+    upcast = False
+
+    def forward(xp, x):
+        return xp.invert(x)
+
+
+def bitwise_not(x: Tensor) -> Tensor:
+    if x.dtype.category == 2:
+        raise DTypeError(f"bitwise_not: needs bool or integer tensors, got {x.dtype}")
+    return apply(BitwiseNot, x)

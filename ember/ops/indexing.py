@@ -1,0 +1,257 @@
+"""Indexing: `x[key]` (slices, None, Ellipsis, integer and bool tensors), gather/scatter,
+index_select, masked_fill, and the in-place `x[key] = v` for tensors without gradients.
+
+`getitem`'s backward is `index_add` into zeros and vice versa, so indexing is twice
+differentiable.
+"""
+
+from __future__ import annotations
+
+from .. import dtype as dt
+from ..autograd import _Mode
+from ..errors import AutogradError, DTypeError, IndexingError, ShapeError, fmt_shape
+from ._util import Tensor, apply, as_tensor, const, norm_dim
+from .registry import MOVEMENT, Op, register
+
+
+def _normalize_key(x: Tensor, key) -> tuple:
+    """Turn a user key into a tuple of ints, slices, None, Ellipsis and raw index buffers."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    out = []
+    for k in key:
+        if isinstance(k, Tensor):
+            if k.dtype.category == 2:
+                raise IndexingError(f"index: tensors used as indices must be integer or bool, got {k.dtype}")
+            out.append(k._data)
+        elif isinstance(k, (list,)):
+            arr = as_tensor(k)
+            out.append(arr._data)
+        elif isinstance(k, bool):
+            out.append(k)
+        elif hasattr(k, "__index__") and not isinstance(k, (slice,)):
+            out.append(int(k))
+        else:
+            out.append(k)
+    return tuple(out)
+
+
+def _is_basic(key) -> bool:
+    return all(isinstance(k, (int, slice)) or k is None or k is Ellipsis for k in key)
+
+
+def _check_bounds(x: Tensor, key) -> None:
+    """Raise IndexingError for an integer index out of range, naming the dim and size."""
+    dim = 0
+    for i, k in enumerate(key):
+        if k is Ellipsis:
+            dim = x.ndim - sum(1 for j in key[i + 1:] if j is not None and not (hasattr(j, "dtype") and j.dtype == bool))
+            continue
+        if k is None:
+            continue
+        if isinstance(k, int) and not isinstance(k, bool):
+            if dim >= x.ndim:
+                raise IndexingError(f"index: too many indices for a tensor of shape {fmt_shape(x.shape)}")
+            n = x.shape[dim]
+            if not -n <= k < n:
+                raise IndexingError(f"index {k} is out of bounds for dimension {dim} with size {n}")
+        dim += k.ndim if hasattr(k, "dtype") and k.dtype == bool else 1
+
+
+@register("getitem", MOVEMENT)
+class GetItem(Op):
+    """x[key]; a view for basic keys (ints, slices, None, Ellipsis)."""
+    upcast = False
+    view = True
+
+    def shape(x, key):
+        _check_bounds(x, key)
+        return None
+
+    def forward(xp, x, key):
+        return x[key]
+
+    def backward(ctx, g):
+        x = ctx.inputs[0]
+        return index_add_into(g, x.shape, ctx.key)
+
+
+@register("index_add_into", MOVEMENT)
+class IndexAddInto(Op):
+    """zeros(shape) with `g` added at `key` (duplicates accumulate): the backward of getitem."""
+    upcast = False
+
+    def shape(g, shape, key):
+        return shape
+
+    def forward(xp, g, shape, key):
+        out = xp.zeros(shape, dtype=g.dtype)
+        if not any(getattr(k, "dtype", None) is not None and k.dtype.kind in "iu" for k in key):
+            out[key] = g  # slices and masks address each element once: plain assignment
+        else:
+            xp.add.at(out, key, g)
+        return out
+
+    def backward(ctx, g):
+        return g[ctx.key] if _is_basic(ctx.key) else apply(GetItem, g, key=ctx.key)
+
+
+def index_add_into(g: Tensor, shape, key) -> Tensor:
+    return apply(IndexAddInto, g, shape=tuple(shape), key=key)
+
+
+def getitem(x: Tensor, key) -> Tensor:
+    """x[key] with PyTorch/NumPy semantics."""
+    k = _normalize_key(x, key)
+    _check_bounds(x, k)
+    return apply(GetItem, x, key=k)
+
+
+def setitem(x: Tensor, key, value) -> None:
+    """x[key] = value, in place; only for tensors that need no gradient (or under no_grad)."""
+    if _Mode.enabled and (x.requires_grad or (isinstance(value, Tensor) and value.requires_grad)):
+        raise AutogradError("setitem: in-place assignment x[...] = v on a tensor that requires grad is not "
+                            "supported; use ember.where, masked_fill or cat to build a new tensor, or "
+                            "wrap the assignment in ember.no_grad()")
+    k = _normalize_key(x, key)
+    _check_bounds(x, k)
+    v = value._data if isinstance(value, Tensor) else value
+    try:
+        x._data[k] = v
+    except ValueError as e:
+        raise ShapeError(f"setitem: cannot assign a value of shape "
+                         f"{fmt_shape(getattr(v, 'shape', ()))} to x[...] of shape {fmt_shape(x.shape)}: {e}") from None
+    x._vc[0] += 1
+
+
+def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """The entries of `index` (1-D integer tensor) along `dim`."""
+    d = norm_dim(dim, x.ndim, "index_select")
+    if index.ndim > 1 or index.dtype.category != 1:
+        raise IndexingError(f"index_select: index must be a 1-D integer tensor, got {index.dtype} "
+                            f"of shape {fmt_shape(index.shape)}")
+    n = x.shape[d]
+    if index.numel() and (int(index._data.max()) >= n or int(index._data.min()) < -n):
+        raise IndexingError(f"index_select: index out of range for dimension {d} of size {n}")
+    return getitem(x, (slice(None),) * d + (index.reshape(-1),))
+
+
+def _along(xp, idx, dim):
+    """Full index tuple addressing idx's positions with `idx` substituted along `dim`."""
+    grids = list(xp.ogrid[tuple(slice(0, s) for s in idx.shape)])
+    grids[dim] = idx
+    return tuple(grids)
+
+
+def _check_gather(name, x, dim, index):
+    if index.dtype is not dt.int64 and index.dtype.category != 1:
+        raise DTypeError(f"{name}: index must be an integer tensor, got {index.dtype}")
+    if index.ndim != x.ndim:
+        raise ShapeError(f"{name}: index has {index.ndim} dims, expected {x.ndim} like the input "
+                         f"{fmt_shape(x.shape)}")
+    n = x.shape[dim]
+    if index.numel() and (int(index._data.max()) >= n or int(index._data.min()) < -n):
+        raise IndexingError(f"{name}: index out of range for dimension {dim} with size {n}")
+
+
+@register("gather", MOVEMENT)
+class Gather(Op):
+    """out[i][j][k] = x[i][index[i][j][k]][k] for dim=1."""
+    upcast = False
+
+    def shape(x, index, dim):
+        return index.shape
+
+    def forward(xp, x, index, dim):
+        return x[_along(xp, index, dim)]
+
+    def backward(ctx, g):
+        x, index = ctx.inputs
+        return scatter_add(const(g, 0).expand(x.shape), ctx.dim, index, g), None
+
+
+def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    d = norm_dim(dim, x.ndim, "gather")
+    _check_gather("gather", x, d, index)
+    return apply(Gather, x, index, dim=d)
+
+
+@register("scatter_add", MOVEMENT)
+class ScatterAdd(Op):
+    """x with src added at index along dim (duplicates accumulate)."""
+    upcast = False
+
+    def forward(xp, x, index, src, dim):
+        out = x.copy()
+        xp.add.at(out, _along(xp, index, dim), src[tuple(slice(0, s) for s in index.shape)])
+        return out
+
+    def backward(ctx, g):
+        x, index, src = ctx.inputs
+        gs = gather(g, ctx.dim, index)
+        if gs.shape != src.shape:
+            gs = pad_to(gs, src.shape)
+        return g, None, gs
+
+
+@register("scatter", MOVEMENT)
+class Scatter(Op):
+    """x with src written at index along dim (duplicates: one of them wins)."""
+    upcast = False
+
+    def forward(xp, x, index, src, dim):
+        out = x.copy()
+        out[_along(xp, index, dim)] = src[tuple(slice(0, s) for s in index.shape)]
+        return out
+
+    def backward(ctx, g):
+        x, index, src = ctx.inputs
+        gx = scatter(g, ctx.dim, index, const(g, 0).expand(index.shape))
+        gs = gather(g, ctx.dim, index)
+        if gs.shape != src.shape:
+            gs = pad_to(gs, src.shape)
+        return gx, None, gs
+
+
+def pad_to(x: Tensor, shape) -> Tensor:
+    from .movement import pad
+    widths = []
+    for s, t in zip(reversed(x.shape), reversed(shape)):
+        widths += [0, t - s]
+    return pad(x, widths)
+
+
+def _src_tensor(x, index, src):
+    if isinstance(src, Tensor):
+        return src.to(x.dtype)
+    return const(x, src).expand(index.shape)
+
+
+def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    d = norm_dim(dim, x.ndim, "scatter_add")
+    _check_gather("scatter_add", x, d, index)
+    return apply(ScatterAdd, x, index, _src_tensor(x, index, src), dim=d)
+
+
+def scatter(x: Tensor, dim: int, index: Tensor, src) -> Tensor:
+    """Out-of-place scatter: src (tensor or number) written into a copy of x at index along dim."""
+    d = norm_dim(dim, x.ndim, "scatter")
+    _check_gather("scatter", x, d, index)
+    return apply(Scatter, x, index, _src_tensor(x, index, src), dim=d)
+
+
+def masked_fill(x: Tensor, mask: Tensor, value) -> Tensor:
+    """x with `value` where mask is true (mask broadcasts)."""
+    if mask.dtype is not dt.bool_:
+        raise DTypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
+    from .elementwise import where
+    v = value.to(x.dtype) if isinstance(value, Tensor) else const(x, value)
+    out = where(mask, v, x)
+    if out.shape != x.shape:
+        raise ShapeError(f"masked_fill: mask of shape {fmt_shape(mask.shape)} does not broadcast to the "
+                         f"input's shape {fmt_shape(x.shape)}")
+    return out
+
+
+def take_along_dim(x: Tensor, indices: Tensor, dim: int) -> Tensor:
+    return gather(x, dim, indices)

@@ -1,0 +1,93 @@
+"""Matrix multiplication: the opaque op that calls the device's BLAS."""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import DTypeError, ShapeError, fmt_shape
+from ._util import Tensor, apply, broadcast_shapes, reduce_to
+from .registry import OPAQUE, Op, register
+
+
+@register("matmul", OPAQUE)
+class Matmul(Op):
+    """(..., n, k) @ (..., k, m) -> (..., n, m), batch dims broadcasting. Inputs have >= 2 dims."""
+
+    def shape(a, b):
+        if a.shape[-1] != b.shape[-2]:
+            raise ShapeError(f"matmul: {fmt_shape(a.shape)} @ {fmt_shape(b.shape)}: inner dimensions "
+                             f"{a.shape[-1]} and {b.shape[-2]} differ. Hint: transpose one operand (.mT)")
+        batch = broadcast_shapes("matmul", a.shape[:-2], b.shape[:-2])
+        return batch + (a.shape[-2], b.shape[-1])
+
+    def forward(xp, a, b):
+        return xp.matmul(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.inputs
+        ga = gb = None
+        if a.requires_grad:
+            ga = reduce_to(g @ b.mT, a.shape)
+        if b.requires_grad:
+            if b.ndim == 2 and a.ndim > 2:
+                # a weight shared across the batch: one GEMM over the flattened batch
+                k = a.shape[-1]
+                gb = a.reshape(-1, k).mT @ g.reshape(-1, g.shape[-1])
+            else:
+                gb = reduce_to(a.mT @ g, b.shape)
+        return ga, gb
+
+    def flops(out_shape, a, b):
+        return 2 * math.prod(out_shape) * a.shape[-1]
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product with NumPy/PyTorch semantics for 1-D and batched operands."""
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise DTypeError("matmul: both operands must be tensors")
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul: both arguments need at least 1 dim, got {fmt_shape(a.shape)} and "
+                         f"{fmt_shape(b.shape)}. Hint: use * for scalars")
+    if a.dtype is not b.dtype:
+        from ._util import promote
+        _, (a, b) = promote("matmul", a, b)
+    if a.dtype.category < 2 and a.dtype.itemsize < 4:
+        a, b = a.long(), b.long()
+    sa, sb = a.ndim == 1, b.ndim == 1
+    if sa:
+        a = a.reshape(1, -1)
+    if sb:
+        b = b.reshape(-1, 1)
+    Matmul.shape(a, b)
+    if a.ndim > 2 and b.ndim == 2 and a._data.flags.c_contiguous:
+        # (B, n, k) @ (k, m) as one GEMM over B*n rows: much faster than B small ones
+        out = apply(Matmul, a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + (b.shape[-1],))
+    else:
+        out = apply(Matmul, a, b)
+    if sa and sb:
+        return out.reshape(())
+    if sa:
+        return out.squeeze(-2)
+    if sb:
+        return out.squeeze(-1)
+    return out
+
+
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"mm: expects 2-D tensors, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
+    return matmul(a, b)
+
+
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    if a.ndim != 3 or b.ndim != 3:
+        raise ShapeError(f"bmm: expects 3-D tensors, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
+    return matmul(a, b)
+
+
+def outer(a: Tensor, b: Tensor) -> Tensor:
+    return a.reshape(-1, 1) * b.reshape(1, -1)
+
+
+def dot(a: Tensor, b: Tensor) -> Tensor:
+    return matmul(a, b)
