@@ -17,6 +17,7 @@ from .dtype import (
     promote_types, result_type, set_default_dtype, uint8,
 )
 from .errors import AutogradError, DeviceError, DTypeError, EmberError, IndexingError, ShapeError
+from .io import load, save
 from .ops import *  # noqa: F401,F403
 from .ops import elementwise as _e
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state

@@ -29,6 +29,10 @@ class IndexingError(EmberError, IndexError):
     """An index out of range or of a kind the tensor cannot take."""
 
 
+class CheckpointError(EmberError, ValueError):
+    """A weights file or checkpoint directory that is missing, truncated or corrupt; names the file."""
+
+
 def fmt_shape(shape) -> str:
     """Render a shape the way messages print it: `(2, 3)`, `(5,)`, `()`."""
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"

@@ -23,10 +23,6 @@ class CPUBackend:
         return np.empty(shape, dtype=np_dtype)
 
     def blas_info(self) -> str:
-        """Which BLAS NumPy links (for `ember info` and benchmark headers)."""
-        try:
-            cfg = np.show_config(mode="dicts")
-            blas = cfg.get("Build Dependencies", {}).get("blas", {})
-            return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
-        except Exception:  # older NumPy: no dict mode
-            return "unknown"
+        """Which BLAS NumPy links and the kernel it runs (for `ember info` and benchmark headers)."""
+        from .blas import describe
+        return describe()

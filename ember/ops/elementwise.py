@@ -10,9 +10,9 @@ import math
 
 from .. import dtype as dt
 from ..errors import DTypeError
+from ._erf import erf as _erf_kernel
 from ._util import Tensor, apply, as_tensor, broadcast_shapes, const, float_input, promote, reduce_to
 from .registry import ELEMENTWISE, Op, register
-
 
 
 def _binary_shape(name):
@@ -283,8 +283,7 @@ def _sigmoid(xp, x):
 
 
 def _erf(x):
-    from scipy.special import erf as _scipy_erf
-    return _scipy_erf(x).astype(x.dtype, copy=False)
+    return _erf_kernel(x)
 
 
 def square(x: Tensor) -> Tensor:
