@@ -4,8 +4,12 @@ Tensors and autograd (this package's top level), `ember.nn`, `ember.optim`, `emb
 a compiler, parallel training and inference, each a layer a reader can open and change.
 """
 
+from . import autograd  # noqa: F401  (ember.autograd.grad, .Function, ...)
 from . import dtype as _dtype_mod
-from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import (
+    checkpoint, enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad,
+    set_grad_enabled,
+)
 from .creation import (
     arange, as_tensor, bernoulli, empty, empty_like, eye, from_numpy, full, full_like, linspace, normal,
     ones, ones_like, rand, rand_like, randint, randn, randn_like, randperm, tensor, uniform, zeros,

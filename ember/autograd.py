@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import heapq
+import inspect
 import itertools
 import weakref
 
-from .devices import backend
+from .devices import CPU, backend
 from .errors import AutogradError, DeviceError, EmberError, ShapeError, fmt_shape
 from .tensor import Tensor
 
@@ -26,24 +27,61 @@ class _Mode:
 
 
 class _GradModeContext:
-    """Base of no_grad / enable_grad / inference_mode: a context manager and a decorator."""
+    """Base of no_grad / enable_grad / inference_mode: a context manager and a decorator.
+
+    As in PyTorch, `@no_grad` and `@no_grad()` both decorate; a decorated generator runs
+    each step under the mode.
+    """
 
     _value = True
     _inference = False
 
+    def __new__(cls, *args, **kwargs):
+        # `@no_grad` without parentheses: the function arrives as the only argument
+        if cls._no_arg_decorator and len(args) == 1 and not kwargs and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
+
+    _no_arg_decorator = True
+
     def __enter__(self):
         self._prev = (_Mode.enabled, _Mode.inference)
-        _Mode.enabled = self._value
+        if self._value is not None:
+            _Mode.enabled = self._value
         _Mode.inference = self._inference
 
     def __exit__(self, *exc):
         _Mode.enabled, _Mode.inference = self._prev
         return False
 
+    def clone(self):
+        return self.__class__()
+
     def __call__(self, fn):
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen_wrapper(*args, **kwargs):
+                gen = fn(*args, **kwargs)
+                with self.clone():
+                    value = next(gen)
+                while True:
+                    try:
+                        sent = yield value
+                    except GeneratorExit:
+                        with self.clone():
+                            gen.close()
+                        raise
+                    except BaseException as e:  # forward throw() into the generator
+                        with self.clone():
+                            value = gen.throw(e)
+                        continue
+                    with self.clone():
+                        value = gen.send(sent)
+            return gen_wrapper
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with self.__class__():
+            with self.clone():
                 return fn(*args, **kwargs)
         return wrapper
 
@@ -61,46 +99,76 @@ class enable_grad(_GradModeContext):
 
 
 class inference_mode(_GradModeContext):
-    """Like no_grad (ember keeps no extra inference-only fast path beyond that)."""
+    """Like no_grad (ember keeps no inference-only tensors); `inference_mode(False)` changes nothing."""
 
-    _value = False
-    _inference = True
+    _no_arg_decorator = False
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # `@inference_mode` without parentheses
+            return cls(True)(mode)
+        return super().__new__(cls)
 
     def __init__(self, mode: bool = True):
-        self._value = not mode
-        self._inference = mode
+        self.mode = bool(mode)
+        self._value = False if self.mode else None
+        self._inference = self.mode
+
+    def __enter__(self):
+        self._prev = (_Mode.enabled, _Mode.inference)
+        if self.mode:
+            _Mode.enabled, _Mode.inference = False, True
+
+    def clone(self):
+        return inference_mode(self.mode)
 
 
 class set_grad_enabled(_GradModeContext):
-    """`set_grad_enabled(False)` as a context manager (or called plainly, sets the mode)."""
+    """Turn recording on or off: as a context manager, a decorator, or called plainly
+    (`set_grad_enabled(False)` sets the mode at once, as in PyTorch)."""
+
+    _no_arg_decorator = False
 
     def __init__(self, mode: bool):
-        self._value = bool(mode)
+        self.mode = bool(mode)
         self._prev = (_Mode.enabled, _Mode.inference)
-        _Mode.enabled = self._value
+        _Mode.enabled = self.mode
 
     def __enter__(self):
-        pass
+        _Mode.enabled = self.mode
+
+    def __call__(self, fn):
+        _Mode.enabled = self._prev[0]  # used as a decorator: undo the switch done by __init__
+        return super().__call__(fn)
+
+    def clone(self):
+        prev = _Mode.enabled
+        c = set_grad_enabled(self.mode)
+        _Mode.enabled = prev
+        return c
 
 
 def is_grad_enabled() -> bool:
+    """Whether ops record history for autograd now."""
     return _Mode.enabled
 
 
 def is_inference_mode_enabled() -> bool:
+    """Whether an `inference_mode()` region is active."""
     return _Mode.inference
 
 
 # --- the tape ----------------------------------------------------------------------------------
 
 _seq = itertools.count()
+_LEAF_SEQ = 1 << 62
 
 
 class Node:
     """One recorded op: its inputs, attributes and output, and the edges the engine follows.
 
     Backward rules receive the node as `ctx`: `ctx.inputs`, `ctx.out`, `ctx.saved` (extra
-    buffers the kernel chose to keep) and the op's attributes as `ctx.<name>`.
+    buffers the kernel chose to keep), `ctx.needs_input_grad` and the op's attributes as
+    `ctx.<name>`. `parents[i]` is where input i's gradient goes (None: nowhere).
     """
 
     __slots__ = ("op", "inputs", "attrs", "saved", "_out", "parents", "versions", "seq", "hooks",
@@ -112,10 +180,19 @@ class Node:
         self.attrs = attrs
         self.saved = saved
         self._out = weakref.ref(out)
-        self.parents = tuple(_edge(t) for t in inputs)
-        self.versions = tuple(t._vc[0] for t in inputs)
+        # one pass over the inputs (this runs once per recorded op: keep it lean)
+        parents = []
+        versions = []
+        for t in inputs:
+            f = t.grad_fn
+            if f is None and t.requires_grad:
+                f = _leaf_edge(t)
+            parents.append(f)
+            versions.append(t._vc[0])
+        self.parents = parents
+        self.versions = versions
         self.seq = next(_seq)
-        self.hooks = []
+        self.hooks = None
 
     @property
     def name(self) -> str:
@@ -127,6 +204,9 @@ class Node:
         except (KeyError, TypeError):
             raise AttributeError(key) from None
 
+    def __repr__(self) -> str:
+        return f"<{self.name}Backward>"
+
     @property
     def out(self) -> Tensor:
         """The op's output (recomputed if nothing holds it any more)."""
@@ -135,27 +215,41 @@ class Node:
             o = apply(self.op, *self.inputs, **self.attrs)
         return o
 
+    @property
+    def needs_input_grad(self) -> tuple:
+        """For each input, whether its gradient is used (False: a backward rule may return None)."""
+        return tuple([p is not None for p in self.parents])
+
     def run(self, g: Tensor) -> tuple:
-        if self.inputs is None:
-            raise AutogradError(
-                f"{self.op.name}: trying to backward through the graph a second time (its saved "
-                "tensors were freed after the first backward). Pass retain_graph=True to the first "
-                "backward() if you need to backward twice.")
-        for i, t in enumerate(self.inputs):
-            if t._vc[0] != self.versions[i]:
-                raise AutogradError(
-                    f"{self.op.name}: one of the tensors needed for gradient computation has been "
-                    f"modified by an in-place operation: input {i} of shape {fmt_shape(t.shape)} is at "
-                    f"version {t._vc[0]}, expected version {self.versions[i]}. Hint: replace the "
-                    "in-place op (add_, mul_, x[...] = ...) with its out-of-place form.")
+        inputs = self.inputs
+        if inputs is None:
+            raise _freed_error(self.name)
+        for t, v in zip(inputs, self.versions):
+            if t._vc[0] != v:
+                _raise_version_error(self.name, inputs, self.versions)
         grads = self.op.backward(self, g)
-        if not isinstance(grads, tuple):
-            grads = (grads,)
-        return grads
+        return grads if grads.__class__ is tuple else (grads,)
 
     def release(self) -> None:
         self.inputs = None
         self.saved = None
+
+
+def _freed_error(name: str) -> AutogradError:
+    return AutogradError(
+        f"{name}Backward: trying to backward through the graph a second time (its saved tensors were "
+        "freed after the first backward). Pass retain_graph=True to the first backward() if you need "
+        "to backward twice.")
+
+
+def _raise_version_error(name: str, tensors, versions) -> None:
+    for i, (t, v) in enumerate(zip(tensors, versions)):
+        if t._vc[0] != v:
+            raise AutogradError(
+                f"{name}Backward: one of the tensors needed for gradient computation has been modified "
+                f"by an in-place operation: input {i} of shape {fmt_shape(t.shape)} is at version "
+                f"{t._vc[0]}, expected version {v}. Hint: replace the in-place op (add_, mul_, x[...] = "
+                "...) with its out-of-place form, or .clone() the tensor before changing it.")
 
 
 class AccumulateGrad:
@@ -166,8 +260,22 @@ class AccumulateGrad:
 
     def __init__(self, variable: Tensor):
         self.variable = variable
-        self.seq = float("inf")  # run as soon as ready, so hooks fire early (DDP overlap)
+        # after every op node in the ready queue: run as soon as ready, so hooks fire early (DDP
+        # overlap); unique so the queue never compares nodes
+        self.seq = _LEAF_SEQ + next(_seq)
         self.parents = ()
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
+
+
+def _leaf_edge(t: Tensor) -> AccumulateGrad:
+    """The one AccumulateGrad of leaf `t` (held weakly by t, strongly by the nodes that use it)."""
+    acc = t._acc() if t._acc is not None else None
+    if acc is None:
+        acc = AccumulateGrad(t)
+        t._acc = weakref.ref(acc)
+    return acc
 
 
 def _edge(t: Tensor):
@@ -176,25 +284,25 @@ def _edge(t: Tensor):
         return t.grad_fn
     if not t.requires_grad:
         return None
-    acc = t._acc() if t._acc is not None else None
-    if acc is None:
-        acc = AccumulateGrad(t)
-        t._acc = weakref.ref(acc)
-    return acc
+    return _leaf_edge(t)
 
 
 # --- dispatch ----------------------------------------------------------------------------------
 
+_CPU_BACKEND = backend(CPU)
+_new = object.__new__
+
 
 def apply(op, *inputs: Tensor, **attrs) -> Tensor:
     """Run `op` eagerly on tensors and record it for autograd. All inputs share one device."""
-    dev = inputs[0].device
+    x0 = inputs[0]
+    dev = x0.device
     for t in inputs:
         if t.device is not dev and t.device != dev:
             raise DeviceError(f"{op.name}: expected all tensors on one device, got {dev} and {t.device}. "
                               f"Hint: move them with .to('{dev}')")
-    be = backend(dev)
-    out_dtype = op.dtype(*inputs, **attrs) if op.dtype is not None else inputs[0].dtype
+    be = _CPU_BACKEND if dev is CPU else backend(dev)
+    out_dtype = op.dtype(*inputs, **attrs) if op.dtype is not None else x0.dtype
     if op.upcast and out_dtype.category == 2 and out_dtype.itemsize == 2:
         bufs = [t._data.astype("float32") if t.dtype.category == 2 else t._data for t in inputs]
     else:
@@ -215,10 +323,19 @@ def apply(op, *inputs: Tensor, **attrs) -> Tensor:
         res = be.xp.asarray(res)
     if res.dtype != out_dtype.np:
         res = res.astype(out_dtype.np)
-    out = Tensor._make(res, out_dtype, dev)
+    # Tensor._make inlined: this is the hottest line of the eager engine
+    out = _new(Tensor)
+    out._data = res
+    out.dtype = out_dtype
+    out.device = dev
+    out.requires_grad = False
+    out.grad = out.grad_fn = out._base = out._hooks = out._post_hooks = out._acc = None
+    out._retains_grad = False
     if op.view and be.xp.may_share_memory(res, bufs[0]):
-        out._vc = inputs[0]._vc
-        out._base = inputs[0] if inputs[0]._base is None else inputs[0]._base
+        out._vc = x0._vc
+        out._base = x0 if x0._base is None else x0._base
+    else:
+        out._vc = [0]
     if _Mode.enabled and op.differentiable:
         for t in inputs:
             if t.requires_grad:
@@ -231,17 +348,72 @@ def apply(op, *inputs: Tensor, **attrs) -> Tensor:
 # --- the engine --------------------------------------------------------------------------------
 
 
-def _accumulate(buf: dict, node, g: Tensor) -> None:
-    prev = buf.get(node)
-    buf[node] = g if prev is None else prev + g
+def _add_grads(prev, g, create_graph: bool):
+    """prev + g for two gradients of one tensor (without recording unless create_graph)."""
+    if create_graph or prev.__class__ is not Tensor or g.__class__ is not Tensor or prev.dtype is not g.dtype:
+        return prev + g
+    # both are fresh gradients no one else records: add buffers directly (never in place:
+    # a backward rule may have handed the same tensor to several inputs)
+    return Tensor._make(prev._data + g._data, prev.dtype, prev.device)
 
 
-def _run_engine(roots, grads, retain_graph: bool, create_graph: bool, targets=None):
-    """Propagate `grads` from `roots` back through the graph.
+def _count_deps(start) -> dict:
+    """For every node reachable from `start`: how many edges lead into it."""
+    deps: dict = {}
+    seen = set(start)
+    stack = list(seen)
+    while stack:
+        for p in stack.pop().parents:
+            if p is None:
+                continue
+            n = deps.get(p)
+            if n is None:
+                deps[p] = 1
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+            else:
+                deps[p] = n + 1
+    return deps
+
+
+def _prune(start, targets, stop_at_targets: bool):
+    """Nodes that lead to a target (`needed`) and, among them, edge counts (`deps`)."""
+    needed: dict = {}
+    stack = [(s, False) for s in start]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            needed[node] = node in targets or any(needed.get(p, False) for p in node.parents
+                                                  if p is not None)
+            continue
+        if node in needed:
+            continue
+        needed[node] = False  # visiting
+        if stop_at_targets and node in targets:
+            needed[node] = True
+            continue
+        stack.append((node, True))
+        for p in node.parents:
+            if p is not None and p not in needed:
+                stack.append((p, False))
+    deps: dict = {}
+    for node, need in needed.items():
+        if need and not (stop_at_targets and node in targets):
+            for p in node.parents:
+                if p is not None and needed.get(p):
+                    deps[p] = deps.get(p, 0) + 1
+    return needed, deps
+
+
+def _run_engine(roots, grads, retain_graph: bool, create_graph: bool, targets=None,
+                stop_at_targets: bool = False):
+    """Propagate `grads` from `roots` back through the graph, latest node first.
 
     Without `targets`, gradients accumulate into leaves' `.grad`. With `targets` (a dict
     node -> slot), only the part of the graph that reaches them runs and their gradients are
-    returned in a list instead.
+    returned in a list instead; `stop_at_targets` (used by checkpointing) also stops there,
+    running neither the target nodes nor their hooks.
     """
     start = [_edge(r) for r in roots]
     for i, s in enumerate(start):
@@ -249,76 +421,74 @@ def _run_engine(roots, grads, retain_graph: bool, create_graph: bool, targets=No
             raise AutogradError(f"element {i} of the tensors passed to backward does not require grad "
                                 "and has no grad_fn. Hint: did you create the inputs with "
                                 "requires_grad=True, or run the forward under no_grad()?")
-    # which nodes matter: all reachable ones, or those that lead to a target
-    needed: dict = {}
-    stack = [(s, False) for s in start]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            needed[node] = targets is None or node in targets or any(
-                needed.get(p, False) for p in node.parents if p is not None)
-            continue
-        if node in needed:
-            continue
-        needed[node] = False  # mark as visiting
-        stack.append((node, True))
-        for p in node.parents:
-            if p is not None and p not in needed:
-                stack.append((p, False))
-    deps: dict = {}
-    for node, need in needed.items():
-        if need:
-            for p in node.parents:
-                if p is not None and needed.get(p):
-                    deps[p] = deps.get(p, 0) + 1
+    if targets is None:
+        needed = None
+        deps = _count_deps(start)
+    else:
+        needed, deps = _prune(start, targets, stop_at_targets)
     buf: dict = {}
     for s, g in zip(start, grads):
-        _accumulate(buf, s, g)
-    heap = []
-    for s in set(start):
-        if deps.get(s, 0) == 0 and needed.get(s):
-            heapq.heappush(heap, (-s.seq, id(s), s))
+        prev = buf.get(s)
+        buf[s] = g if prev is None else _add_grads(prev, g, create_graph)
+    heap = [(-s.seq, s) for s in set(start) if not deps.get(s) and (needed is None or needed[s])]
+    heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
     results = [None] * len(targets) if targets is not None else None
     with set_grad_enabled(create_graph):
         while heap:
-            _, _, node = heapq.heappop(heap)
+            node = pop(heap)[1]
             g = buf.pop(node, None)
-            if isinstance(node, AccumulateGrad):
-                _finish_leaf(node.variable, g, targets, results, node, create_graph)
+            if node.__class__ is AccumulateGrad:
+                _finish_leaf(node.variable, g, targets, results, node, create_graph, stop_at_targets)
                 continue
-            if g is not None:
-                for h in node.hooks:
-                    r = h(g)
-                    if r is not None:
-                        g = r
-                if targets is not None and node in targets:
-                    results[targets[node]] = g
+            if targets is not None and node in targets:
+                if not stop_at_targets and g is not None and node.hooks:
+                    g = _run_hooks(node.hooks, g)
+                results[targets[node]] = g
+                if stop_at_targets or not any(needed.get(p) for p in node.parents if p is not None):
+                    continue  # nothing above it is wanted: don't run (or free) this node
+            elif g is not None and node.hooks:
+                g = _run_hooks(node.hooks, g)
+            parents = node.parents
+            inputs = node.inputs
             grads_in = node.run(g) if g is not None else ()
-            for i, p in enumerate(node.parents):
-                if p is None or not needed.get(p):
+            n_grads = len(grads_in)
+            for i, p in enumerate(parents):
+                if p is None or (needed is not None and not needed.get(p)):
                     continue
-                gi = grads_in[i] if i < len(grads_in) else None
+                gi = grads_in[i] if i < n_grads else None
                 if gi is not None:
-                    if gi.shape != node.inputs[i].shape:
-                        raise ShapeError(f"{node.op.name} backward produced a gradient of shape "
+                    if gi.__class__ is Tensor and gi._data.shape != inputs[i]._data.shape:
+                        raise ShapeError(f"{node.name}Backward produced a gradient of shape "
                                          f"{fmt_shape(gi.shape)} for input {i} of shape "
-                                         f"{fmt_shape(node.inputs[i].shape)} (a bug in its backward rule)")
-                    _accumulate(buf, p, gi)
-                deps[p] -= 1
-                if deps[p] == 0:
-                    heapq.heappush(heap, (-p.seq, id(p), p))
+                                         f"{fmt_shape(inputs[i].shape)} (a bug in its backward rule)")
+                    prev = buf.get(p)
+                    buf[p] = gi if prev is None else _add_grads(prev, gi, create_graph)
+                n = deps[p] - 1
+                deps[p] = n
+                if n == 0:
+                    push(heap, (-p.seq, p))
             if not retain_graph:
                 node.release()
     return results
 
 
-def _finish_leaf(t: Tensor, g, targets, results, node, create_graph: bool) -> None:
-    if g is None:
-        return
-    for h in t._hooks or ():
+def _run_hooks(hooks, g):
+    for h in tuple(hooks):  # a hook may remove itself
         r = h(g)
         if r is not None:
             g = r
+    return g
+
+
+def _finish_leaf(t: Tensor, g, targets, results, node, create_graph: bool, stop_at_targets: bool) -> None:
+    if g is None:
+        return
+    if stop_at_targets:
+        results[targets[node]] = g
+        return
+    if t._hooks:
+        g = _run_hooks(t._hooks, g)
     if targets is not None:
         if node in targets:
             results[targets[node]] = g
@@ -331,8 +501,9 @@ def _finish_leaf(t: Tensor, g, targets, results, node, create_graph: bool) -> No
     else:
         t.grad._data += g._data
         t.grad._vc[0] += 1
-    for h in t._post_hooks or ():
-        h(t)
+    if t._post_hooks:
+        for h in tuple(t._post_hooks):
+            h(t)
 
 
 def _grad_like(t: Tensor, gradient, where: str) -> Tensor:
@@ -353,7 +524,11 @@ def _grad_like(t: Tensor, gradient, where: str) -> Tensor:
 
 def backward(tensors, grad_tensors=None, retain_graph: bool | None = None, create_graph: bool = False,
              inputs=None) -> None:
-    """Accumulate gradients of `tensors` into the `.grad` of every leaf that requires grad."""
+    """Accumulate gradients of `tensors` into the `.grad` of every leaf that requires grad.
+
+    `grad_tensors` (one per tensor, same shape) seeds the backward pass; it may be omitted for
+    one-element outputs. The graph is freed unless `retain_graph` (default: `create_graph`).
+    """
     tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
     if grad_tensors is None or isinstance(grad_tensors, Tensor):
         grad_tensors = [grad_tensors] * len(tensors)
@@ -372,29 +547,32 @@ def backward(tensors, grad_tensors=None, retain_graph: bool | None = None, creat
 def grad(outputs, inputs, grad_outputs=None, retain_graph: bool | None = None, create_graph: bool = False,
          allow_unused: bool | None = None, materialize_grads: bool = False) -> tuple:
     """d(outputs)/d(inputs), returned rather than accumulated; `create_graph=True` records the
-    backward pass so the result can be differentiated again."""
+    backward pass so the result can be differentiated again. Returns a tuple, one gradient per
+    input (None for unused inputs when `allow_unused`; zeros when `materialize_grads`)."""
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
-    single = isinstance(inputs, Tensor)
-    inputs = [inputs] if single else list(inputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if grad_outputs is None or isinstance(grad_outputs, Tensor):
         grad_outputs = [grad_outputs] * len(outputs)
     grads = [_grad_like(t, g, "grad") for t, g in zip(outputs, grad_outputs)]
     targets = {}
+    slots = []
     for i, t in enumerate(inputs):
         if not t.requires_grad:
-            raise AutogradError(f"grad: input {i} does not require grad")
-        targets[_edge(t)] = i
+            raise AutogradError(f"grad: input {i} (shape {fmt_shape(t.shape)}) does not require grad. "
+                                "Hint: create it with requires_grad=True or call .requires_grad_()")
+        slots.append(targets.setdefault(_edge(t), len(targets)))
     retain = create_graph if retain_graph is None else retain_graph
     res = _run_engine(outputs, grads, retain, create_graph, targets)
     out = []
-    for t, g in zip(inputs, res):
+    for i, t in enumerate(inputs):
+        g = res[slots[i]]
         if g is None:
             if materialize_grads:
                 from .creation import zeros_like
                 g = zeros_like(t)
             elif not allow_unused:
-                raise AutogradError("grad: one of the differentiated tensors was not used in the graph; "
-                                    "pass allow_unused=True if this is expected")
+                raise AutogradError(f"grad: input {i} (shape {fmt_shape(t.shape)}) was not used in the graph "
+                                    "of the outputs; pass allow_unused=True if this is expected")
         out.append(g)
     return tuple(out)
 
@@ -403,32 +581,49 @@ def saved_tensor_bytes(*roots: Tensor) -> int:
     """Bytes of distinct buffers the graph behind `roots` keeps alive for backward.
 
     ember-specific (for measuring activation checkpointing): walks the tape, counting each
-    saved input, output and extra buffer once.
+    saved input and extra buffer once (a view counts as its whole base buffer). Leaves that
+    require grad (parameters) are not counted: they are held anyway.
     """
-    seen_nodes, seen_bufs, total = set(), set(), 0
+    seen_nodes, seen_bufs = set(), set()
+    total = 0
     stack = [r.grad_fn for r in roots if r.grad_fn is not None]
 
     def count(buf):
         nonlocal total
-        key = id(buf.base) if getattr(buf, "base", None) is not None else id(buf)
-        if key not in seen_bufs:
-            seen_bufs.add(key)
-            total += buf.nbytes if buf.base is None else buf.base.nbytes
+        if isinstance(buf, Tensor):
+            buf = buf._data
+        if not hasattr(buf, "nbytes"):
+            return
+        base = getattr(buf, "base", None)
+        while getattr(base, "base", None) is not None:
+            base = base.base
+        owner = buf if base is None else base
+        if id(owner) not in seen_bufs:
+            seen_bufs.add(id(owner))
+            total += int(owner.nbytes)
+    keep = []  # keeps counted buffers alive so ids stay unique during the walk
     while stack:
         node = stack.pop()
         if id(node) in seen_nodes or isinstance(node, AccumulateGrad):
             continue
         seen_nodes.add(id(node))
-        for t in node.inputs or ():
+        keep.append(node)
+        for t in getattr(node, "inputs", None) or ():
             if t.grad_fn is None and t.requires_grad:
                 continue  # parameters are held anyway; count only activations
-            count(t._data)
-        for b in (node.saved or ()) if isinstance(node.saved, tuple) else ([node.saved] if node.saved is not None else []):
-            if hasattr(b, "nbytes"):
+            count(t)
+        saved = getattr(node, "saved", None)
+        for b in saved if isinstance(saved, (tuple, list)) else (saved,):
+            if b is not None:
                 count(b)
         stack.extend(p for p in node.parents if p is not None)
     return total
 
 
-__all__ = ["no_grad", "enable_grad", "inference_mode", "set_grad_enabled", "is_grad_enabled", "backward",
-           "grad", "apply", "Node", "saved_tensor_bytes"]
+__all__ = ["no_grad", "enable_grad", "inference_mode", "set_grad_enabled", "is_grad_enabled",
+           "is_inference_mode_enabled", "backward", "grad", "apply", "Node", "saved_tensor_bytes",
+           "Function", "FunctionCtx", "checkpoint"]
+
+# Function and checkpoint are built on the machinery above (imported last: they import it)
+from .activation_checkpoint import checkpoint  # noqa: E402
+from .function import Function, FunctionCtx  # noqa: E402

@@ -95,18 +95,26 @@ def from_numpy_dtype(npd) -> DType:
                          f"{[x.name for x in ALL]}") from None
 
 
-def promote_types(a: DType, b: DType) -> DType:
-    """The dtype two tensor dtypes promote to (PyTorch's table: float beats int beats bool)."""
-    if a is b:
-        return a
+def _promote_pair(a: DType, b: DType) -> DType:
     if a.category != b.category:
         return a if a.category > b.category else b
-    if a.category == 2:
-        if bfloat16 in (a, b):
-            other = b if a is bfloat16 else a
-            return float32 if other is float16 else other
-        return _BY_NP[np.promote_types(a.np, b.np)]
+    if a.category == 2 and bfloat16 in (a, b):
+        other = b if a is bfloat16 else a
+        return float32 if other is float16 else other
+    # NumPy's table agrees with PyTorch's within a category (uint8 + int8 -> int16, ...)
     return _BY_NP[np.promote_types(a.np, b.np)]
+
+
+_PROMOTE = {(a, b): _promote_pair(a, b) for a in ALL for b in ALL}
+
+
+def promote_types(a: DType, b: DType) -> DType:
+    """The dtype two tensor dtypes promote to (PyTorch's table: float beats int beats bool;
+    within floats float16 with bfloat16 gives float32; uint8 with int8 gives int16)."""
+    try:
+        return _PROMOTE[a, b]
+    except KeyError:
+        return _PROMOTE[get_dtype(a), get_dtype(b)]
 
 
 def scalar_dtype(x) -> DType:
@@ -115,32 +123,52 @@ def scalar_dtype(x) -> DType:
         return bool_
     if isinstance(x, int):
         return int64
-    return _default_float
+    if isinstance(x, float):
+        return _default_float
+    raise DTypeError(f"expected a tensor or a Python number (bool, int, float), got {type(x).__name__}")
+
+
+_SCALAR_CATEGORY = {bool: 0, int: 1, float: 2}
 
 
 def result_type(*operands) -> DType:
     """PyTorch's promotion across tensors and Python scalars.
 
     Dimensioned tensors decide the dtype unless a zero-dim tensor, or failing that a
-    Python scalar, belongs to a higher category (bool < integer < floating).
+    Python scalar, belongs to a higher category (bool < integer < floating). A Python
+    float meeting integer tensors gives the default float dtype; a Python int meeting bool
+    tensors gives int64.
     """
-    dims = zeros = scalars = None
+    dims = zeros = None
+    scalar_cat = -1
     for x in operands:
-        d = getattr(x, "dtype", None)
-        if d is None:
-            s = scalar_dtype(x)
-            scalars = s if scalars is None else promote_types(scalars, s)
-        elif x.ndim == 0:
-            zeros = d if zeros is None else promote_types(zeros, d)
-        else:
-            dims = d if dims is None else promote_types(dims, d)
-    out = dims
-    for group in (zeros, scalars):
-        if group is None:
+        cat = _SCALAR_CATEGORY.get(x.__class__)
+        if cat is not None:
+            if cat > scalar_cat:
+                scalar_cat = cat
             continue
+        d = getattr(x, "dtype", None)
+        if d is None or not isinstance(d, DType):
+            if isinstance(x, (bool, int, float, np.bool_, np.integer, np.floating)):
+                # subclasses of the numbers (IntEnum, ...) and NumPy scalars count as Python numbers
+                cat = 0 if isinstance(x, (bool, np.bool_)) else 1 if isinstance(x, (int, np.integer)) else 2
+                scalar_cat = max(scalar_cat, cat)
+                continue
+            raise DTypeError(f"result_type: expected tensors or Python numbers, got {type(x).__name__}")
+        if x.ndim == 0:
+            zeros = d if zeros is None else _PROMOTE[zeros, d]
+        else:
+            dims = d if dims is None else _PROMOTE[dims, d]
+    out = dims
+    if zeros is not None:
         if out is None:
-            out = group
-        elif group.category > out.category:
-            # a float scalar meeting an int tensor gives the default float, not float64
-            out = _default_float if group is scalars and group.category == 2 else group
+            out = zeros
+        elif zeros.category > out.category:
+            out = zeros
+    if scalar_cat >= 0:
+        if out is None:
+            out = (bool_, int64, _default_float)[scalar_cat]
+        elif scalar_cat > out.category:
+            # the scalar's kind wins, at the default width: a float scalar gives the default float
+            out = int64 if scalar_cat == 1 else _default_float
     return out

@@ -107,7 +107,8 @@ class Tensor:
         """The value of a one-element tensor as a Python number."""
         if self._data.size != 1:
             raise ValueError(f"item(): tensor has {self._data.size} elements, expected exactly 1")
-        return self._data.reshape(()).item() if self.dtype is not dt.bfloat16 else float(self._data.reshape(()))
+        v = self._data.reshape(())
+        return v.item() if self.dtype not in dt.LOW_PRECISION else float(v)
 
     def tolist(self):
         """Nested Python lists of Python numbers."""
@@ -150,26 +151,8 @@ class Tensor:
 
     # --- printing ----------------------------------------------------------------------
     def __repr__(self) -> str:
-        a = self._data
-        if self.dtype in dt.LOW_PRECISION:
-            a = a.astype(np.float32)
-        if a.dtype.kind == "f" and a.size:
-            finite = a[np.isfinite(a)]
-            integral = finite.size == 0 or bool(np.all(finite == np.round(finite)))
-            opts = dict(precision=4, floatmode="unique" if integral else "fixed", suppress_small=True)
-        else:
-            opts = {}
-        body = np.array2string(a, separator=", ", prefix="tensor(", threshold=1000, edgeitems=3,
-                               max_line_width=80, **opts)
-        extras = []
-        if self.dtype not in (dt.get_default_dtype(), dt.int64, dt.bool_) or a.size == 0:
-            if not (a.size == 0 and self.dtype is dt.get_default_dtype()):
-                extras.append(f"dtype={self.dtype!r}")
-        if self.grad_fn is not None:
-            extras.append(f"grad_fn=<{self.grad_fn.name}Backward>")
-        elif self.requires_grad:
-            extras.append("requires_grad=True")
-        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+        from .tensor_str import tensor_repr
+        return tensor_repr(self)
 
     __str__ = __repr__
 
@@ -202,7 +185,8 @@ class Tensor:
         return self
 
     def retain_grad(self) -> None:
-        """Keep `.grad` on a non-leaf tensor after backward."""
+        """Keep `.grad` on a non-leaf tensor after backward (accumulating across calls). The
+        retained gradient is the one after this tensor's other hooks, as in PyTorch."""
         if self.grad_fn is None or self._retains_grad:
             return
         import weakref
@@ -212,24 +196,39 @@ class Tensor:
             t = ref()
             if t is not None:
                 t.grad = g.detach() if t.grad is None else t.grad + g.detach()
+        keep._ember_retain = True
         self._retains_grad = True
-        self.grad_fn.hooks.append(keep)
+        self._node_hooks().append(keep)
 
-    def register_hook(self, hook):
-        """Call `hook(grad)` when this tensor's gradient is computed; a non-None return replaces it.
-        Returns a handle with `.remove()`."""
+    def register_hook(self, hook) -> _Handle:
+        """Call `hook(grad)` whenever this tensor's gradient is computed; a non-None return
+        replaces the gradient. Works on leaves and non-leaves. Returns a handle with `.remove()`."""
         if not self.requires_grad:
             raise AutogradError("register_hook: cannot register a hook on a tensor that does not "
-                                "require grad")
-        hooks = self.grad_fn.hooks if self.grad_fn is not None else self._leaf_hooks()
-        hooks.append(hook)
+                                "require grad. Hint: call .requires_grad_() first")
+        hooks = self._node_hooks() if self.grad_fn is not None else self._leaf_hooks()
+        n = len(hooks)
+        while n and getattr(hooks[n - 1], "_ember_retain", False):
+            n -= 1  # retain_grad's hook stays last
+        hooks.insert(n, hook)
         return _Handle(hooks, hook)
 
-    def register_post_accumulate_grad_hook(self, hook):
-        """Call `hook(tensor)` after `.grad` of this leaf has been accumulated (DDP hangs its
-        all-reduce here). Returns a handle with `.remove()`."""
+    def _node_hooks(self) -> list:
+        fn = self.grad_fn
+        if fn.hooks is None:
+            fn.hooks = []
+        return fn.hooks
+
+    def register_post_accumulate_grad_hook(self, hook) -> _Handle:
+        """Call `hook(tensor)` once per backward, after `.grad` of this leaf has been accumulated
+        (leaves fire in reverse order of use, so DDP can start all-reducing early). Returns a
+        handle with `.remove()`."""
         if self.grad_fn is not None:
-            raise AutogradError("register_post_accumulate_grad_hook: only leaf tensors have one")
+            raise AutogradError("register_post_accumulate_grad_hook: post accumulate grad hooks cannot be "
+                                "registered on non-leaf tensors (they have no .grad to accumulate)")
+        if not self.requires_grad:
+            raise AutogradError("register_post_accumulate_grad_hook: cannot register a hook on a tensor "
+                                "that does not require grad")
         if self._post_hooks is None:
             self._post_hooks = []
         self._post_hooks.append(hook)

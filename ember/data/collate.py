@@ -93,7 +93,8 @@ def default_collate(batch: list):
                                  f"sample 0 has {n}, sample {i} has {len(s)}")
         return [default_collate(list(s)) for s in zip(*batch)]
     raise TypeError(f"default_collate: cannot collate samples of type {type(elem).__name__}; expected "
-                    "tensors, NumPy arrays, numbers, strings, dicts, tuples or lists. Hint: pass a collate_fn")
+                    "tensors, NumPy arrays, numbers, strings, dicts, tuples or lists. "
+                    "Hint: pass a collate_fn")
 
 
 def default_convert(data):

@@ -12,6 +12,14 @@ from .comm import (
 )
 from .mesh import DeviceMesh
 
+
+def __getattr__(name):
+    # strategies import ember.nn, which is a layer above: load them on first use
+    if name in ("DistributedDataParallel", "DDP"):
+        from .ddp import DistributedDataParallel
+        return DistributedDataParallel
+    raise AttributeError(name)
+
 __all__ = [
     "DistributedError", "ProcessGroup", "ReduceOp", "Work", "all_gather", "all_gather_into_tensor",
     "all_gather_object", "all_reduce", "all_to_all", "all_to_all_single", "barrier", "broadcast",

@@ -303,15 +303,33 @@ def _buf(t: Tensor, kind: str) -> np.ndarray:
 
 
 def _mpi_view(a: np.ndarray) -> np.ndarray:
-    # MPI has no bfloat16/float16 reduction types: move their bits as 16-bit integers where only
-    # data movement happens, and refuse reductions on them (callers upcast first)
+    # MPI has no bfloat16/float16 types: move their bits as 16-bit words (reductions use _lowp_op)
     return a.view(np.uint16) if a.dtype.itemsize == 2 and a.dtype.kind not in "iu" else a
+
+
+_LOWP_OPS: dict = {}
+
+
+def _lowp_op(op: str, np_dtype):
+    """MPI has no float16/bfloat16 arithmetic: a user-defined op that adds (or max/min) them in NumPy."""
+    key = (op, np_dtype.str)
+    if key not in _LOWP_OPS:
+        fn = {"sum": np.add, "avg": np.add, "max": np.maximum, "min": np.minimum, "product": np.multiply}[op]
+
+        def combine(inmem, outmem, datatype):
+            a = np.frombuffer(inmem, dtype=np_dtype)
+            b = np.frombuffer(outmem, dtype=np_dtype)
+            b[...] = fn(a, b)
+        _LOWP_OPS[key] = _mpi().Op.Create(combine, commute=True)
+    return _LOWP_OPS[key]
 
 
 def _op(op: str, a: np.ndarray, kind: str):
     MPI = _mpi()
+    if op not in ("sum", "avg", "max", "min", "product"):
+        raise ValueError(f"{kind}: unknown reduce op {op!r}; expected one of ReduceOp.SUM/AVG/MAX/MIN/PRODUCT")
     if a.dtype.itemsize == 2 and a.dtype.kind not in "iu":
-        raise DTypeError(f"{kind}: reductions of {a.dtype} are not supported by MPI; cast to float32 first")
+        return _lowp_op(op, a.dtype)
     return {"sum": MPI.SUM, "avg": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "product": MPI.PROD}[op]
 
 
@@ -326,7 +344,7 @@ def all_reduce(tensor: Tensor, op: str = ReduceOp.SUM, group: ProcessGroup | Non
     _begin("all_reduce", g, a)
     _account("all_reduce", g, a.nbytes, 2 * (g.size - 1) / g.size * a.nbytes)
     mop = _op(op, a, "all_reduce")
-    req = g.comm.Iallreduce(_State.mpi.IN_PLACE, a, op=mop)
+    req = g.comm.Iallreduce(_State.mpi.IN_PLACE, _mpi_view(a), op=mop)
 
     def finish():
         if op == ReduceOp.AVG:
@@ -345,7 +363,7 @@ def reduce_scatter_tensor(output: Tensor, input: Tensor, op: str = ReduceOp.SUM,
                          f"{g.size} ranks = {o.size * g.size}")
     _begin("reduce_scatter", g, a)
     _account("reduce_scatter", g, a.nbytes, (g.size - 1) / g.size * a.nbytes)
-    req = g.comm.Ireduce_scatter_block(a, o, op=_op(op, a, "reduce_scatter"))
+    req = g.comm.Ireduce_scatter_block(_mpi_view(a), _mpi_view(o), op=_op(op, a, "reduce_scatter"))
 
     def finish():
         if op == ReduceOp.AVG:

@@ -6,6 +6,7 @@ its methods and operators, so `x.exp()`, `ember.exp(x)` and `x + y` reach the sa
 
 from __future__ import annotations
 
+import builtins
 import weakref
 
 from .. import dtype as dt
@@ -13,11 +14,14 @@ from ..autograd import _Mode
 from ..errors import AutogradError, DTypeError
 from ..tensor import Tensor
 from . import elementwise, indexing, linalg, movement, reduce
+from . import sort as _sort
+from . import nn as _nn_ops  # noqa: F401  (unfold/fold, softmax, norms for ember.nn.functional)
 from .elementwise import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .movement import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
+from .sort import argsort, sort, topk  # noqa: F401
 from .registry import REGISTRY, Op, get_op, register  # noqa: F401
 
 
@@ -29,7 +33,7 @@ def _inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
     When the graph is involved (self or an operand requires grad), self is rebound to the
     result and its history: views taken earlier keep the old values.
     """
-    tracked = _Mode.enabled and (self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad
+    tracked = _Mode.enabled and (self.requires_grad or builtins.any(isinstance(a, Tensor) and a.requires_grad
                                                             for a in args))
     if not tracked:
         from ..autograd import no_grad
@@ -60,8 +64,8 @@ def _inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
         raise ShapeError(f"in-place op: result shape {res.shape} differs from the tensor's shape {self.shape}")
     res = res.to(self.dtype)
     self._data, self.grad_fn, self.requires_grad = res._data, res.grad_fn, res.requires_grad
-    self._vc[0] += 1  # earlier nodes that saved self now fail their version check
-    self._vc = [0]
+    # earlier nodes that saved self now fail their version check; views keep their (unchanged) data
+    self._vc = [self._vc[0] + 1]
     self._base = None
     if res.grad_fn is not None:
         res.grad_fn._out = weakref.ref(self)
@@ -69,14 +73,15 @@ def _inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
 
 
 def _zero_(self: Tensor) -> Tensor:
-    self._data[...] = 0
-    self._vc[0] += 1
-    return self
+    return _fill_(self, 0)
 
 
 def _fill_(self: Tensor, value) -> Tensor:
-    if _Mode.enabled and self.requires_grad and self.grad_fn is None:
-        raise AutogradError("fill_: a leaf tensor that requires grad is being used in an in-place operation")
+    if _Mode.enabled and self.requires_grad:
+        if self.grad_fn is None:
+            raise AutogradError("fill_: a leaf tensor that requires grad is being used in an in-place "
+                                "operation. Hint: wrap it in ember.no_grad()")
+        return _inplace(self, lambda s: s.detach().clone().fill_(value))
     self._data[...] = value._data if isinstance(value, Tensor) else value
     self._vc[0] += 1
     return self
@@ -146,7 +151,7 @@ def _bind() -> None:
         # reductions
         "sum": R.sum, "mean": R.mean, "prod": R.prod, "max": R.max, "min": R.min, "amax": R.amax,
         "amin": R.amin, "argmax": R.argmax, "argmin": R.argmin, "var": R.var, "std": R.std,
-        "logsumexp": R.logsumexp, "cumsum": R.cumsum, "all": R.all, "any": R.any,
+        "logsumexp": R.logsumexp, "sort": _sort.sort, "argsort": _sort.argsort, "topk": _sort.topk, "cumsum": R.cumsum, "all": R.all, "any": R.any,
         # movement and indexing
         "reshape": M.reshape, "view": M.view, "permute": M.permute, "transpose": M.transpose, "t": M.t,
         "expand": M.expand, "expand_as": M.expand_as, "broadcast_to": M.broadcast_to,
@@ -200,7 +205,7 @@ def _bind() -> None:
 _bind()
 
 __all__ = sorted(
-    name for mod in (elementwise, indexing, linalg, movement, reduce)
+    name for mod in (elementwise, indexing, linalg, movement, reduce, _sort)
     for name, obj in vars(mod).items()
     if not name.startswith("_") and callable(obj) and getattr(obj, "__module__", "").startswith("ember.ops")
     and not isinstance(obj, type))

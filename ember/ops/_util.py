@@ -25,11 +25,17 @@ def as_tensor(x, dtype: dt.DType | None = None, device=CPU) -> Tensor:
         else:
             d = {"f": dt.get_default_dtype(), "i": dt.int64, "u": dt.int64, "b": dt.bool_}[arr.dtype.kind]
         return Tensor._make(arr.astype(d.np, copy=False), d, device)
-    return Tensor._make(be.xp.asarray(x, dtype=d.np), d, device)
+    try:
+        arr = be.xp.asarray(x, dtype=d.np)
+    except OverflowError:  # a Python int beyond the dtype's range wraps around, as in PyTorch
+        arr = be.xp.asarray(x).astype(d.np)
+    return Tensor._make(arr, d, device)
 
 
 def promote(op_name: str, *xs):
     """Cast operands (tensors or Python numbers) to their promoted dtype, as PyTorch does."""
+    # NumPy scalars count as the Python numbers they hold
+    xs = [x.item() if not isinstance(x, Tensor) and hasattr(x, "dtype") and hasattr(x, "item") else x for x in xs]
     d = dt.result_type(*xs)
     dev = next((x.device for x in xs if isinstance(x, Tensor)), CPU)
     return d, [as_tensor(x, d, dev) for x in xs]

@@ -58,7 +58,8 @@ class Add(Op):
 
     def backward(ctx, g):
         a, b = ctx.inputs
-        return reduce_to(g, a.shape), reduce_to(g, b.shape)
+        need = ctx.needs_input_grad  # skip the reduction for a constant operand (x + 0.5)
+        return (reduce_to(g, a.shape) if need[0] else None), (reduce_to(g, b.shape) if need[1] else None)
 
 
 @register("sub")
@@ -70,7 +71,8 @@ class Sub(Op):
 
     def backward(ctx, g):
         a, b = ctx.inputs
-        return reduce_to(g, a.shape), reduce_to(-g, b.shape)
+        need = ctx.needs_input_grad
+        return (reduce_to(g, a.shape) if need[0] else None), (reduce_to(-g, b.shape) if need[1] else None)
 
 
 @register("mul")
@@ -82,7 +84,9 @@ class Mul(Op):
 
     def backward(ctx, g):
         a, b = ctx.inputs
-        return reduce_to(g * b, a.shape), reduce_to(g * a, b.shape)
+        need = ctx.needs_input_grad
+        ga = reduce_to(g * b, a.shape) if need[0] else None
+        return ga, (reduce_to(g * a, b.shape) if need[1] else None)
 
 
 @register("div")
@@ -95,7 +99,8 @@ class Div(Op):
     def backward(ctx, g):
         a, b = ctx.inputs
         ga = g / b
-        return reduce_to(ga, a.shape), reduce_to(-ga * a / b, b.shape)
+        gb = reduce_to(-ga * a / b, b.shape) if ctx.needs_input_grad[1] else None
+        return reduce_to(ga, a.shape), gb
 
 
 @register("pow")
@@ -103,6 +108,9 @@ class Pow(Op):
     shape = _binary_shape("pow")
 
     def forward(xp, a, b):
+        if a.dtype.kind in "iu" and b.dtype.kind == "i" and (b < 0).any():
+            raise DTypeError("pow: integers to negative integer powers are not allowed. Hint: convert the "
+                             "base to float first (x.float() ** n)")
         return xp.power(a, b)
 
     def backward(ctx, g):
@@ -162,6 +170,9 @@ class Minimum(Op):
         return reduce_to(g * wa, a.shape), reduce_to(g * (1 - wa), b.shape)
 
 
+_BOOLS = (dt.bool_, bool)
+
+
 def _binary(op, a, b) -> Tensor:
     if a.__class__ is Tensor and b.__class__ is Tensor and a.dtype is b.dtype:
         return apply(op, a, b)
@@ -176,6 +187,9 @@ def add(a, b, alpha=1) -> Tensor:
 
 def sub(a, b, alpha=1) -> Tensor:
     """a - alpha * b, broadcasting."""
+    if getattr(a, "dtype", a.__class__) in _BOOLS or getattr(b, "dtype", b.__class__) in _BOOLS:
+        raise DTypeError("sub: subtracting two bool tensors is not supported (nor a bool from a number). "
+                         "Hint: to invert a mask use ~ or logical_not()")
     return _binary(Sub, a, b if alpha == 1 else b * alpha)
 
 
@@ -410,6 +424,9 @@ clip = clamp
 class Where(Op):
     """cond ? a : b, broadcasting all three."""
     shape = _binary_shape("where")
+
+    def dtype(cond, a, b):
+        return a.dtype
 
     def forward(xp, cond, a, b):
         return xp.where(cond, a, b)

@@ -10,29 +10,35 @@ from __future__ import annotations
 from .. import dtype as dt
 from ..autograd import _Mode
 from ..errors import AutogradError, DTypeError, IndexingError, ShapeError, fmt_shape
-from ._util import Tensor, apply, as_tensor, const, norm_dim
+from ..devices import backend
+from ._util import Tensor, apply, as_tensor, broadcast_shapes, const, norm_dim
 from .registry import MOVEMENT, Op, register
 
 
 def _normalize_key(x: Tensor, key) -> tuple:
-    """Turn a user key into a tuple of ints, slices, None, Ellipsis and raw index buffers."""
+    """Turn a user key into a tuple of ints, slices, None, Ellipsis, bools and raw index buffers."""
     if not isinstance(key, tuple):
         key = (key,)
+    xp = backend(x.device).xp
     out = []
     for k in key:
-        if isinstance(k, Tensor):
+        if k is None or k is Ellipsis or isinstance(k, (slice, bool, int)):
+            out.append(k)
+        elif isinstance(k, Tensor):
             if k.dtype.category == 2:
                 raise IndexingError(f"index: tensors used as indices must be integer or bool, got {k.dtype}")
             out.append(k._data)
-        elif isinstance(k, (list,)):
-            arr = as_tensor(k)
-            out.append(arr._data)
-        elif isinstance(k, bool):
+        elif isinstance(k, xp.ndarray):
+            if k.dtype.kind not in "iub":
+                raise IndexingError(f"index: arrays used as indices must be integer or bool, got {k.dtype}")
             out.append(k)
-        elif hasattr(k, "__index__") and not isinstance(k, (slice,)):
-            out.append(int(k))
+        elif isinstance(k, list):
+            out.append(as_tensor(k, dt.int64 if not k else None)._data)
+        elif hasattr(k, "__index__"):
+            out.append(k.__index__())
         else:
-            out.append(k)
+            raise IndexingError(f"index: unsupported index {k!r} of type {type(k).__name__}; expected an int, "
+                                "slice, None, Ellipsis, or an integer or bool tensor")
     return tuple(out)
 
 
@@ -40,22 +46,43 @@ def _is_basic(key) -> bool:
     return all(isinstance(k, (int, slice)) or k is None or k is Ellipsis for k in key)
 
 
+def _consumed(k) -> int:
+    """How many dims of the indexed tensor one key entry uses up."""
+    if k is None or k is Ellipsis or isinstance(k, bool):
+        return 0
+    if getattr(k, "dtype", None) is not None and k.dtype.kind == "b":
+        return k.ndim
+    return 1
+
+
 def _check_bounds(x: Tensor, key) -> None:
-    """Raise IndexingError for an integer index out of range, naming the dim and size."""
+    """Raise IndexingError for an index out of range or a mask of the wrong shape, naming the dim."""
+    used = sum(_consumed(k) for k in key)
+    if used > x.ndim:
+        raise IndexingError(f"index: too many indices for a tensor of shape {fmt_shape(x.shape)}: "
+                            f"{used} dims indexed")
     dim = 0
-    for i, k in enumerate(key):
+    for k in key:
         if k is Ellipsis:
-            dim = x.ndim - sum(1 for j in key[i + 1:] if j is not None and not (hasattr(j, "dtype") and j.dtype == bool))
-            continue
-        if k is None:
+            dim += x.ndim - used
             continue
         if isinstance(k, int) and not isinstance(k, bool):
-            if dim >= x.ndim:
-                raise IndexingError(f"index: too many indices for a tensor of shape {fmt_shape(x.shape)}")
             n = x.shape[dim]
             if not -n <= k < n:
                 raise IndexingError(f"index {k} is out of bounds for dimension {dim} with size {n}")
-        dim += k.ndim if hasattr(k, "dtype") and k.dtype == bool else 1
+        elif getattr(k, "dtype", None) is not None:
+            if k.dtype.kind == "b":
+                want = x.shape[dim:dim + k.ndim]
+                if k.shape != want:
+                    raise IndexingError(f"index: mask of shape {fmt_shape(k.shape)} does not match the indexed "
+                                        f"shape {fmt_shape(want)} at dimension {dim}")
+            elif k.size:
+                n = x.shape[dim]
+                bad = (k >= n) | (k < -n)
+                if bad.any():
+                    raise IndexingError(f"index {int(k[bad].reshape(-1)[0])} is out of bounds for dimension "
+                                        f"{dim} with size {n}")
+        dim += _consumed(k)
 
 
 @register("getitem", MOVEMENT)
@@ -69,7 +96,10 @@ class GetItem(Op):
         return None
 
     def forward(xp, x, key):
-        return x[key]
+        out = x[key]
+        if not isinstance(out, xp.ndarray):  # all-int keys give a NumPy scalar: ask for a 0-d view instead
+            out = x[key + (Ellipsis,)]
+        return out
 
     def backward(ctx, g):
         x = ctx.inputs[0]
@@ -143,12 +173,21 @@ def _along(xp, idx, dim):
     return tuple(grids)
 
 
-def _check_gather(name, x, dim, index):
-    if index.dtype is not dt.int64 and index.dtype.category != 1:
+def _check_gather(name, x, dim, index, src=None):
+    if index.dtype.category != 1:
         raise DTypeError(f"{name}: index must be an integer tensor, got {index.dtype}")
     if index.ndim != x.ndim:
         raise ShapeError(f"{name}: index has {index.ndim} dims, expected {x.ndim} like the input "
                          f"{fmt_shape(x.shape)}")
+    for what, other in (("input", x), ("src", src)):
+        if other is None or not isinstance(other, Tensor):
+            continue
+        skip = dim if what == "input" else -1
+        if other.ndim != index.ndim or any(i > o for d, (i, o) in enumerate(zip(index.shape, other.shape))
+                                           if d != skip):
+            where_ = f" outside dimension {dim}" if what == "input" else ""
+            raise ShapeError(f"{name}: index shape {fmt_shape(index.shape)} is larger than the {what} shape "
+                             f"{fmt_shape(other.shape)}{where_}")
     n = x.shape[dim]
     if index.numel() and (int(index._data.max()) >= n or int(index._data.min()) < -n):
         raise IndexingError(f"{name}: index out of range for dimension {dim} with size {n}")
@@ -229,14 +268,14 @@ def _src_tensor(x, index, src):
 
 def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     d = norm_dim(dim, x.ndim, "scatter_add")
-    _check_gather("scatter_add", x, d, index)
+    _check_gather("scatter_add", x, d, index, src)
     return apply(ScatterAdd, x, index, _src_tensor(x, index, src), dim=d)
 
 
 def scatter(x: Tensor, dim: int, index: Tensor, src) -> Tensor:
     """Out-of-place scatter: src (tensor or number) written into a copy of x at index along dim."""
     d = norm_dim(dim, x.ndim, "scatter")
-    _check_gather("scatter", x, d, index)
+    _check_gather("scatter", x, d, index, src)
     return apply(Scatter, x, index, _src_tensor(x, index, src), dim=d)
 
 
@@ -245,12 +284,11 @@ def masked_fill(x: Tensor, mask: Tensor, value) -> Tensor:
     if mask.dtype is not dt.bool_:
         raise DTypeError(f"masked_fill: mask must be a bool tensor, got {mask.dtype}")
     from .elementwise import where
-    v = value.to(x.dtype) if isinstance(value, Tensor) else const(x, value)
-    out = where(mask, v, x)
-    if out.shape != x.shape:
+    if broadcast_shapes("masked_fill", mask.shape, x.shape) != x.shape:
         raise ShapeError(f"masked_fill: mask of shape {fmt_shape(mask.shape)} does not broadcast to the "
                          f"input's shape {fmt_shape(x.shape)}")
-    return out
+    v = value.to(x.dtype) if isinstance(value, Tensor) else const(x, value)
+    return where(mask, v, x)
 
 
 def take_along_dim(x: Tensor, indices: Tensor, dim: int) -> Tensor:

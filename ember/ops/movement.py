@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from .. import dtype as dt
-from ..errors import ShapeError, fmt_shape
+from ..errors import IndexingError, ShapeError, fmt_shape
 from ._util import Tensor, apply, norm_dim, norm_dims, promote
 from .registry import MOVEMENT, Op, register
 
@@ -53,15 +53,17 @@ class Reshape(Op):
         return 0
 
 
-def reshape(x: Tensor, *shape) -> Tensor:
+def reshape(x: Tensor, *shape, _op: str = "reshape") -> Tensor:
     """The same elements in a new shape (one dim may be -1); a view when possible."""
-    shape = _infer_shape(_shape_args(shape), x.numel())
+    shape = _infer_shape(_shape_args(shape), x.numel(), _op)
     if shape == x.shape:
         return x
     return apply(Reshape, x, shape=shape)
 
 
-view = reshape
+def view(x: Tensor, *shape) -> Tensor:
+    """reshape under torch's name (ember copies a non-contiguous input instead of raising)."""
+    return reshape(x, *shape, _op="view")
 
 
 @register("permute", MOVEMENT)
@@ -224,10 +226,16 @@ class Copy(Op):
 
 
 @register("cat", MOVEMENT)
+def _legacy_empty(x) -> bool:
+    # torch skips 1-D tensors of size 0 in cat, whatever the other shapes
+    return x.ndim == 1 and x.shape[0] == 0
+
+
 class Cat(Op):
     upcast = False
 
     def shape(*xs, dim):
+        xs = [x for x in xs if not _legacy_empty(x)] or xs[:1]
         base = xs[0].shape
         for i, x in enumerate(xs):
             if x.ndim != len(base) or any(a != b for j, (a, b) in enumerate(zip(x.shape, base)) if j != dim):
@@ -236,11 +244,14 @@ class Cat(Op):
         return base[:dim] + (sum(x.shape[dim] for x in xs),) + base[dim + 1:]
 
     def forward(xp, *xs, dim):
-        return xp.concatenate(xs, axis=dim)
+        return xp.concatenate([x for x in xs if not _legacy_empty(x)] or xs[:1], axis=dim)
 
     def backward(ctx, g):
         out, start = [], 0
         for x in ctx.inputs:
+            if _legacy_empty(x) and g.ndim != 1:
+                out.append(g.flatten()[:0])
+                continue
             n = x.shape[ctx.dim]
             out.append(g.narrow(ctx.dim, start, n))
             start += n
@@ -252,14 +263,15 @@ def cat(tensors, dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
         raise ShapeError("cat: expected a non-empty list of tensors")
-    # torch skips legacy empty 1-D tensors
-    tensors = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or tensors[:1]
-    d = norm_dim(dim, tensors[0].ndim, "cat")
+    for i, t in enumerate(tensors):
+        if t.ndim == 0:
+            raise ShapeError(f"cat: tensor {i} is zero-dimensional and cannot be concatenated. Hint: use "
+                             "stack, or unsqueeze it first")
+    first = next((t for t in tensors if not _legacy_empty(t)), tensors[0])
+    d = norm_dim(dim, first.ndim, "cat")
     if any(t.dtype is not tensors[0].dtype for t in tensors):
         _, tensors = promote("cat", *tensors)
     Cat.shape(*tensors, dim=d)
-    if len(tensors) == 1:
-        return tensors[0]
     return apply(Cat, *tensors, dim=d)
 
 
@@ -282,6 +294,10 @@ def stack(tensors, dim: int = 0) -> Tensor:
 def narrow(x: Tensor, dim: int, start: int, length: int) -> Tensor:
     """The slice [start, start+length) of dimension `dim` (a view)."""
     d = norm_dim(dim, x.ndim, "narrow")
+    n = x.shape[d]
+    if start < -n or start > n or length < 0 or (start % n if n else 0) + length > n:
+        raise IndexingError(f"narrow: start {start} + length {length} exceeds dimension {d} of size {n}")
+    start = start % n if n and start < 0 else start
     key = (slice(None),) * d + (slice(start, start + length),)
     return x[key]
 
@@ -307,6 +323,8 @@ def split(x: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
 def chunk(x: Tensor, chunks: int, dim: int = 0) -> tuple:
     """Split into `chunks` pieces of size ceil(n / chunks) (fewer if n is small)."""
     d = norm_dim(dim, x.ndim, "chunk")
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
     size = -(-x.shape[d] // chunks)
     return split(x, max(size, 1), d)
 

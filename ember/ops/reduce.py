@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections import namedtuple
 
 from .. import dtype as dt
-from ..errors import DTypeError
+from ..errors import DTypeError, ShapeError
 from ._util import Tensor, apply, float_input, norm_dims
 from .registry import REDUCE, Op, register
 
@@ -99,8 +100,8 @@ class Amin(_Reduce):
 def _check_nonempty(x, dims, name):
     for d in dims:
         if x.shape[d] == 0:
-            raise ValueError(f"{name}: cannot reduce over dimension {d} of size 0 (shape {x.shape}); "
-                             "the result has no identity")
+            raise ShapeError(f"{name}: cannot reduce over dimension {d} of size 0 (shape {x.shape}); "
+                             "the result has no identity. Hint: check for empty inputs first")
 
 
 def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
@@ -126,7 +127,7 @@ class Argmax(Op):
 
     def forward(xp, x, dim, keepdim):
         if dim is None:
-            return xp.asarray(xp.argmax(x))
+            return xp.asarray(xp.argmax(x)).reshape((1,) * x.ndim if keepdim else ())
         return xp.argmax(x, axis=dim, keepdims=keepdim)
 
 
@@ -141,22 +142,20 @@ class Argmin(Op):
 
     def forward(xp, x, dim, keepdim):
         if dim is None:
-            return xp.asarray(xp.argmin(x))
+            return xp.asarray(xp.argmin(x)).reshape((1,) * x.ndim if keepdim else ())
         return xp.argmin(x, axis=dim, keepdims=keepdim)
 
 
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the largest value (of the flattened tensor if dim is None)."""
     d = None if dim is None else norm_dims(dim, x.ndim, "argmax")[0]
-    if d is not None:
-        _check_nonempty(x, (d,), "argmax")
+    _check_nonempty(x, tuple(range(x.ndim)) if d is None else (d,), "argmax")
     return apply(Argmax, x, dim=d, keepdim=keepdim)
 
 
 def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     d = None if dim is None else norm_dims(dim, x.ndim, "argmin")[0]
-    if d is not None:
-        _check_nonempty(x, (d,), "argmin")
+    _check_nonempty(x, tuple(range(x.ndim)) if d is None else (d,), "argmin")
     return apply(Argmin, x, dim=d, keepdim=keepdim)
 
 
@@ -191,27 +190,49 @@ def min(x: Tensor, dim=None, keepdim: bool = False):
     return MaxMin(vals, idx)
 
 
+@register("var", REDUCE)
+class Var(Op):
+    """Variance with Bessel's correction; no degrees of freedom left gives inf (nan for 0/0), as torch."""
+    kind = REDUCE
+
+    def shape(x, dims, keepdim, correction):
+        return _reduced_shape(x.shape, dims, keepdim)
+
+    def forward(xp, x, dims, keepdim, correction):
+        n = math.prod(x.shape[d] for d in dims)
+        d = x - xp.mean(x, axis=dims, keepdims=True) if n else x
+        return xp.sum(d * d, axis=dims, keepdims=keepdim) / builtins.max(n - correction, 0)
+
+    def backward(ctx, g):
+        x, dims = ctx.inputs[0], ctx.dims
+        n = math.prod(x.shape[d] for d in dims)
+        denom = builtins.max(n - ctx.correction, 0)
+        scale = 2.0 / denom if denom else float("inf")
+        return _expand_back(g, x, dims, ctx.keepdim) * (x - mean(x, dims, keepdim=True)) * scale
+
+
 def var(x: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
     """Variance over `dim` with Bessel's `correction` (1 = unbiased, as torch's default)."""
     if unbiased is not None:
         correction = int(unbiased)
     x = float_input(x)
-    dims = norm_dims(dim, x.ndim, "var")
-    n = math.prod(x.shape[d] for d in dims)
-    mu = mean(x, dims, keepdim=True)
-    d = x - mu
-    denom = n - correction
-    return sum(d * d, dims, keepdim) * (1.0 / denom if denom > 0 else float("nan"))
+    return apply(Var, x, dims=norm_dims(dim, x.ndim, "var"), keepdim=keepdim, correction=correction)
 
 
 def std(x: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
-    return var(x, dim, keepdim, correction, unbiased).sqrt()
+    """Standard deviation: sqrt(var); its gradient is zero where std is zero (as torch), not nan."""
+    from .elementwise import where
+    v = var(x, dim, keepdim, correction, unbiased)
+    nonzero = v != 0
+    return where(nonzero, where(nonzero, v, 1.0).sqrt(), 0.0)
 
 
 def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) over `dim`, computed stably by shifting by the max."""
     x = float_input(x)
     dims = norm_dims(dim, x.ndim, "logsumexp")
+    if x.numel() == 0:  # nothing to shift by; an empty sum gives -inf
+        return (x.exp().sum(dims, keepdim=True).log()) if keepdim else x.exp().sum(dims).log()
     m = amax(x, dims, keepdim=True).detach()
     m = m.masked_fill(m.isinf(), 0.0)
     out = (x - m).exp().sum(dims, keepdim=True).log() + m

@@ -65,8 +65,9 @@ class Optimizer:
             if not isinstance(p, Tensor):
                 raise TypeError(f"{type(self).__name__} can only optimize Tensors, got {type(p).__name__}")
             if not p.is_leaf:
-                raise ValueError(f"{type(self).__name__}: can't optimize a non-leaf Tensor (one computed from "
-                                 "others). Hint: optimize the leaf, or .detach().requires_grad_()")
+                raise ValueError(f"{type(self).__name__}: can't optimize a non-leaf Tensor (one "
+                                 "computed from others). Hint: optimize the leaf, or "
+                                 ".detach().requires_grad_()")
         group["params"] = params
         for key, default in self.defaults.items():
             if default is required and key not in group:
@@ -75,8 +76,8 @@ class Optimizer:
             group.setdefault(key, default)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if len({id(p) for p in params}) != len(params) or any(id(p) in seen for p in params):
-            raise ValueError(f"{type(self).__name__}: some parameters appear more than once (within a group or "
-                             "in more than one group)")
+            raise ValueError(f"{type(self).__name__}: some parameters appear more than once "
+                             "(within a group or in more than one group)")
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -125,12 +126,14 @@ class Optimizer:
         their identity; they are matched by position)."""
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: loaded state dict has {len(saved_groups)} "
-                             f"parameter groups, this optimizer has {len(self.param_groups)}")
+            raise ValueError(f"{type(self).__name__}.load_state_dict: loaded state dict has "
+                             f"{len(saved_groups)} parameter groups, this optimizer has "
+                             f"{len(self.param_groups)}")
         for i, (mine, theirs) in enumerate(zip(self.param_groups, saved_groups)):
             if len(mine["params"]) != len(theirs["params"]):
-                raise ValueError(f"{type(self).__name__}.load_state_dict: group {i} has {len(mine['params'])} "
-                                 f"parameters here but {len(theirs['params'])} in the loaded state dict")
+                raise ValueError(f"{type(self).__name__}.load_state_dict: group {i} has "
+                                 f"{len(mine['params'])} parameters here but {len(theirs['params'])} in the "
+                                 "loaded state dict")
         id_map = {}
         for mine, theirs in zip(self.param_groups, saved_groups):
             id_map.update({int(i): p for i, p in zip(theirs["params"], mine["params"])})

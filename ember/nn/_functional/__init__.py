@@ -1,0 +1,1 @@
+"""The parts of ember.nn.functional, one topic per module; import them from ember.nn.functional."""

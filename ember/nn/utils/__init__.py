@@ -1,0 +1,7 @@
+"""nn utilities: flattening parameters to one vector and back."""
+
+from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
+from .convert_parameters import parameters_to_vector, vector_to_parameters
+
+__all__ = ["parameters_to_vector", "vector_to_parameters", "clip_grad_norm_", "clip_grad_value_",
+           "clip_grads_with_norm_", "get_total_norm"]

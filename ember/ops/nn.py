@@ -1,0 +1,278 @@
+"""Network primitives for ember.nn.functional: im2col/col2im (`unfold`/`fold`) and the fused
+normalisations (softmax, log_softmax, layer_norm, rms_norm).
+
+Convolutions and pooling are written in nn.functional from `unfold`, `fold` and matmul. Each op
+here has a fused NumPy forward and a backward written with ember ops, so second derivatives work:
+unfold's backward is fold and fold's backward is unfold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..autograd import _Mode
+from ..errors import ShapeError, fmt_shape
+from ._util import Tensor, apply, float_input, norm_dim
+from .registry import COMPOSITE, MOVEMENT, Op, register
+
+# --- im2col / col2im ---------------------------------------------------------------------------
+
+
+def _out_size(size, k, d, pad, s):
+    return (size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
+
+
+def _geometry(H, W, kernel, dilation, padding, stride):
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel, dilation, padding, stride
+    return _out_size(H, kh, dh, ph, sh), _out_size(W, kw, dw, pw, sw)
+
+
+@register("unfold", MOVEMENT)
+class Unfold(Op):
+    """im2col: x (N, C, H, W) -> (N, C*kh*kw, L) with L = out_h * out_w sliding blocks.
+
+    Attributes are normalised pairs; `padding` is ((top, bottom), (left, right)) filled with
+    `value` (-inf for max pooling). The buffer is laid out (N, L, C*kh*kw) in memory, so
+    `.mT` of the result is contiguous and a convolution is one GEMM over N*L rows.
+    """
+
+    upcast = False
+
+    def shape(x, kernel, dilation, padding, stride, value):
+        oh, ow = _geometry(x.shape[2], x.shape[3], kernel, dilation, padding, stride)
+        return (x.shape[0], x.shape[1] * kernel[0] * kernel[1], oh * ow)
+
+    def forward(xp, x, kernel, dilation, padding, stride, value):
+        N, C, H, W = x.shape
+        (pt, pb), (pl, pr) = padding
+        if pt or pb or pl or pr:
+            xpad = xp.full((N, C, H + pt + pb, W + pl + pr), value, dtype=x.dtype)
+            xpad[:, :, pt:pt + H, pl:pl + W] = x
+            x = xpad
+        oh, ow = _geometry(H, W, kernel, dilation, padding, stride)
+        (kh, kw), (dh, dw), (sh, sw) = kernel, dilation, stride
+        sN, sC, sH, sW = x.strides
+        win = xp.lib.stride_tricks.as_strided(
+            x, (N, oh, ow, C, kh, kw), (sN, sH * sh, sW * sw, sC, sH * dh, sW * dw), writeable=False)
+        cols = xp.ascontiguousarray(win).reshape(N, oh * ow, C * kh * kw)
+        return cols.transpose(0, 2, 1)
+
+    def backward(ctx, g):
+        x = ctx.inputs[0]
+        return fold(g, x.shape[2:], ctx.kernel, ctx.dilation, ctx.padding, ctx.stride)
+
+    def flops(out_shape, x, **attrs):
+        return 0
+
+
+@register("fold", MOVEMENT)
+class Fold(Op):
+    """col2im: cols (N, C*kh*kw, L) -> (N, C, H, W), summing overlapping blocks (unfold's adjoint)."""
+
+    upcast = False
+
+    def shape(cols, output_size, kernel, dilation, padding, stride):
+        kk = kernel[0] * kernel[1]
+        oh, ow = _geometry(*output_size, kernel, dilation, padding, stride)
+        if cols.ndim != 3 or cols.shape[1] % kk or cols.shape[2] != oh * ow:
+            raise ShapeError(f"fold: input {fmt_shape(cols.shape)} does not fit kernel {kernel} and output "
+                             f"size {tuple(output_size)}: expected (N, C*{kk}, {oh * ow})")
+        return (cols.shape[0], cols.shape[1] // kk) + tuple(output_size)
+
+    def forward(xp, cols, output_size, kernel, dilation, padding, stride):
+        N = cols.shape[0]
+        H, W = output_size
+        (kh, kw), (dh, dw), (sh, sw) = kernel, dilation, stride
+        (pt, pb), (pl, pr) = padding
+        oh, ow = _geometry(H, W, kernel, dilation, padding, stride)
+        C = cols.shape[1] // (kh * kw)
+        # one transposing copy makes every block's slice below a contiguous read
+        blocks = xp.ascontiguousarray(cols.reshape(N, C, kh, kw, oh, ow).transpose(2, 3, 0, 1, 4, 5))
+        out = xp.zeros((N, C, H + pt + pb, W + pl + pr), dtype=cols.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                hs = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+                ws = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+                out[:, :, hs, ws] += blocks[i, j]
+        if pt or pb or pl or pr:
+            out = out[:, :, pt:pt + H, pl:pl + W]
+        return out
+
+    def backward(ctx, g):
+        return unfold(g, ctx.kernel, ctx.dilation, ctx.padding, ctx.stride)
+
+    def flops(out_shape, cols, **attrs):
+        return math.prod(cols.shape)
+
+
+def _check_blocks(op, H, W, kernel, dilation, padding, stride):
+    oh, ow = _geometry(H, W, kernel, dilation, padding, stride)
+    if oh <= 0 or ow <= 0:
+        eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+        padded = (H + sum(padding[0]), W + sum(padding[1]))
+        raise ShapeError(f"{op}: the padded input size {padded} is smaller than the (dilated) kernel "
+                         f"size {eff}; the output would be ({oh}, {ow}). Hint: use a smaller kernel or more "
+                         "padding")
+    return oh, ow
+
+
+def unfold(x: Tensor, kernel, dilation, padding, stride, value: float = 0.0) -> Tensor:
+    """im2col on normalised arguments (pairs; padding as ((top, bottom), (left, right))).
+
+    x: (N, C, H, W) -> (N, C*kh*kw, L); block entries ordered (c, i, j) as torch's F.unfold.
+    """
+    if x.ndim != 4:
+        raise ShapeError(f"unfold: input {fmt_shape(x.shape)} has {x.ndim} dims, expected 4 (N, C, H, W)")
+    _check_blocks("unfold", x.shape[2], x.shape[3], kernel, dilation, padding, stride)
+    return apply(Unfold, x, kernel=tuple(kernel), dilation=tuple(dilation), padding=tuple(padding),
+                 stride=tuple(stride), value=float(value))
+
+
+def fold(cols: Tensor, output_size, kernel, dilation, padding, stride) -> Tensor:
+    """col2im on normalised arguments: (N, C*kh*kw, L) -> (N, C, H, W), overlaps summed."""
+    output_size = tuple(int(s) for s in output_size)
+    _check_blocks("fold", *output_size, kernel, dilation, padding, stride)
+    return apply(Fold, cols, output_size=output_size, kernel=tuple(kernel), dilation=tuple(dilation),
+                 padding=tuple(padding), stride=tuple(stride))
+
+
+# --- softmax and log_softmax -------------------------------------------------------------------
+
+
+@register("softmax", COMPOSITE)
+class Softmax(Op):
+    """exp(x) / sum(exp(x)) along `dim`, shifted by the max for stability."""
+
+    def forward(xp, x, dim):
+        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        e /= e.sum(axis=dim, keepdims=True)
+        return e
+
+    def backward(ctx, g):
+        y = ctx.out
+        gy = g * y
+        return gy - y * gy.sum(ctx.dim, keepdim=True)
+
+    def decompose(x, dim):
+        e = (x - x.amax(dim, keepdim=True).detach()).exp()
+        return e / e.sum(dim, keepdim=True)
+
+    def flops(out_shape, x, dim):
+        return 5 * math.prod(out_shape)
+
+
+@register("log_softmax", COMPOSITE)
+class LogSoftmax(Op):
+    """x - logsumexp(x) along `dim`."""
+
+    def forward(xp, x, dim):
+        z = x - x.max(axis=dim, keepdims=True)
+        return z - xp.log(xp.exp(z).sum(axis=dim, keepdims=True))
+
+    def backward(ctx, g):
+        return g - ctx.out.exp() * g.sum(ctx.dim, keepdim=True)
+
+    def decompose(x, dim):
+        return x - x.logsumexp(dim, keepdim=True)
+
+    def flops(out_shape, x, dim):
+        return 5 * math.prod(out_shape)
+
+
+def _softmax_input(x: Tensor, dim, dtype, name):
+    if dtype is not None:
+        x = x.to(dtype)
+    x = float_input(x)
+    return x, norm_dim(dim, x.ndim, name)
+
+
+def softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
+    """Softmax along `dim` (x cast to `dtype` first if given); shape unchanged."""
+    x, d = _softmax_input(x, dim, dtype, "softmax")
+    return apply(Softmax, x, dim=d)
+
+
+def log_softmax(x: Tensor, dim: int, dtype=None) -> Tensor:
+    """log(softmax(x)) along `dim`, computed without forming softmax; shape unchanged."""
+    x, d = _softmax_input(x, dim, dtype, "log_softmax")
+    return apply(LogSoftmax, x, dim=d)
+
+
+# --- layer_norm and rms_norm (without the affine part) --------------------------------------------
+
+
+def _saved_const(buf, like: Tensor) -> Tensor:
+    return Tensor._make(buf.astype(like.dtype.np, copy=False), like.dtype, like.device)
+
+
+@register("layer_norm", COMPOSITE)
+class LayerNorm(Op):
+    """(x - mean) / sqrt(var + eps) over the last `ndim` dims (biased variance)."""
+
+    saves = True
+
+    def forward(xp, x, ndim, eps):
+        axes = tuple(range(x.ndim - ndim, x.ndim))
+        xc = x - x.mean(axis=axes, keepdims=True)
+        rstd = 1.0 / xp.sqrt((xc * xc).mean(axis=axes, keepdims=True) + eps)
+        return xc * rstd, rstd
+
+    def backward(ctx, g):
+        x, y = ctx.inputs[0], ctx.out
+        axes = tuple(range(x.ndim - ctx.ndim, x.ndim))
+        if _Mode.enabled:  # create_graph: rstd must depend on x for second derivatives
+            rstd = (x.var(axes, keepdim=True, correction=0) + ctx.eps).rsqrt()
+        else:
+            rstd = _saved_const(ctx.saved, g)
+        return rstd * (g - g.mean(axes, keepdim=True) - y * (g * y).mean(axes, keepdim=True))
+
+    def decompose(x, ndim, eps):
+        axes = tuple(range(x.ndim - ndim, x.ndim))
+        xc = x - x.mean(axes, keepdim=True)
+        return xc * ((xc * xc).mean(axes, keepdim=True) + eps).rsqrt()
+
+    def flops(out_shape, x, ndim, eps):
+        return 6 * math.prod(out_shape)
+
+
+@register("rms_norm", COMPOSITE)
+class RmsNorm(Op):
+    """x / sqrt(mean(x^2) + eps) over the last `ndim` dims."""
+
+    saves = True
+
+    def forward(xp, x, ndim, eps):
+        axes = tuple(range(x.ndim - ndim, x.ndim))
+        rrms = 1.0 / xp.sqrt((x * x).mean(axis=axes, keepdims=True) + eps)
+        return x * rrms, rrms
+
+    def backward(ctx, g):
+        x, y = ctx.inputs[0], ctx.out
+        axes = tuple(range(x.ndim - ctx.ndim, x.ndim))
+        if _Mode.enabled:
+            rrms = ((x * x).mean(axes, keepdim=True) + ctx.eps).rsqrt()
+        else:
+            rrms = _saved_const(ctx.saved, g)
+        return rrms * (g - y * (g * y).mean(axes, keepdim=True))
+
+    def decompose(x, ndim, eps):
+        axes = tuple(range(x.ndim - ndim, x.ndim))
+        return x * ((x * x).mean(axes, keepdim=True) + eps).rsqrt()
+
+    def flops(out_shape, x, ndim, eps):
+        return 4 * math.prod(out_shape)
+
+
+def layer_norm(x: Tensor, ndim: int, eps: float) -> Tensor:
+    """Normalise over the last `ndim` dims to zero mean, unit (biased) variance; shape unchanged."""
+    return apply(LayerNorm, float_input(x), ndim=int(ndim), eps=float(eps))
+
+
+def rms_norm(x: Tensor, ndim: int, eps: float | None = None) -> Tensor:
+    """x / rms(x) over the last `ndim` dims; eps=None means the compute dtype's machine epsilon."""
+    x = float_input(x)
+    if eps is None:  # torch uses the epsilon of the compute type (float32 for half precision)
+        eps = float(np.finfo(np.float64 if x.dtype.itemsize == 8 else np.float32).eps)
+    return apply(RmsNorm, x, ndim=int(ndim), eps=float(eps))
