@@ -12,8 +12,8 @@ from .autograd import (
 )
 from .creation import (
     arange, as_tensor, bernoulli, empty, empty_like, eye, from_numpy, full, full_like, linspace, normal,
-    ones, ones_like, rand, rand_like, randint, randn, randn_like, randperm, tensor, uniform, zeros,
-    zeros_like,
+    ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like, randperm, tensor, uniform,
+    zeros, zeros_like,
 )
 from .devices import Device, device
 from .dtype import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import dtype as dt
-from .devices import CPU, backend, device as parse_device
+from .devices import CPU, backend
+from .devices import device as parse_device
 from .errors import DTypeError, ShapeError
 from .random import _gen
 from .tensor import Tensor
@@ -38,7 +39,11 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         arr = data.detach()._data.copy()
         d = data.dtype
     else:
-        arr = np.array(data)
+        try:
+            arr = np.array(data)
+        except ValueError as e:
+            raise ShapeError(f"tensor: nested sequences must be rectangular (every row the same length); "
+                             f"got a ragged list ({e})") from None
         if isinstance(data, (np.ndarray, np.generic)):
             d = dt.from_numpy_dtype(arr.dtype)
         elif arr.dtype.kind == "f":
@@ -157,12 +162,22 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = 
     return _finish(_gen(generator).normal(_shape(size)), _float_dtype(dtype), device, requires_grad)
 
 
-def randint(low, high=None, size=(), generator=None, dtype=None, device=None) -> Tensor:
-    """Integers uniform on [low, high); randint(high, size) starts at 0."""
-    if high is None:
+def randint(low, high=None, size=(), generator=None, dtype=None, device=None,
+            requires_grad: bool = False) -> Tensor:
+    """Integers uniform on [low, high) of shape `size`; `randint(high, size)` starts at 0."""
+    if isinstance(high, (tuple, list)):  # randint(high, size)
+        low, high, size = 0, low, high
+    elif high is None:
         low, high = 0, low
+    if low >= high:
+        raise ValueError(f"randint: expected low < high, got low={low}, high={high}")
     d = dt.get_dtype(dtype) if dtype is not None else dt.int64
-    return _finish(_gen(generator).integers(low, high, _shape((size,))), d, device, False)
+    return _finish(_gen(generator).integers(low, high, _shape((size,))), d, device, requires_grad)
+
+
+def randint_like(x: Tensor, low, high=None, generator=None, dtype=None) -> Tensor:
+    """Integers uniform on [low, high) shaped like `x`, of x's dtype unless given."""
+    return randint(low, high, x.shape, generator=generator, dtype=dtype or x.dtype, device=x.device)
 
 
 def randperm(n: int, generator=None, dtype=None, device=None) -> Tensor:
@@ -170,9 +185,21 @@ def randperm(n: int, generator=None, dtype=None, device=None) -> Tensor:
     return _finish(_gen(generator).permutation(n), d, device, False)
 
 
-def normal(mean=0.0, std=1.0, size=(), generator=None, dtype=None, device=None) -> Tensor:
-    """Normal with the given mean and std (numbers), of shape `size`."""
-    return _finish(_gen(generator).normal(_shape((size,)), mean, std), _float_dtype(dtype), device, False)
+def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None, device=None,
+           requires_grad: bool = False) -> Tensor:
+    """Normal draws: numbers `mean`, `std` with shape `size`, or tensors `mean` and/or `std`
+    (broadcast together; the result has their shape and dtype)."""
+    if isinstance(mean, Tensor) or isinstance(std, Tensor):
+        ref = mean if isinstance(mean, Tensor) else std
+        m = mean.detach().numpy() if isinstance(mean, Tensor) else mean
+        s = std.detach().numpy() if isinstance(std, Tensor) else std
+        shape = np.broadcast_shapes(np.shape(m), np.shape(s))
+        d = _float_dtype(dtype if dtype is not None else ref.dtype)
+        draw = _gen(generator).normal(shape) * np.asarray(s, np.float64) + np.asarray(m, np.float64)
+        return _finish(draw, d, device if device is not None else ref.device, requires_grad)
+    size = () if size is None else size
+    return _finish(_gen(generator).normal(_shape((size,)), mean, std), _float_dtype(dtype), device,
+                   requires_grad)
 
 
 def uniform(low=0.0, high=1.0, size=(), generator=None, dtype=None, device=None) -> Tensor:

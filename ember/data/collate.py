@@ -29,7 +29,7 @@ def _cpu():
     return CPU
 
 
-def _stack_tensors(batch) -> Tensor:
+def _check_tensors(batch) -> None:
     first = batch[0]
     for i, t in enumerate(batch):
         if not isinstance(t, Tensor):
@@ -40,17 +40,33 @@ def _stack_tensors(batch) -> Tensor:
                              "or pass a collate_fn")
         if t.dtype is not first.dtype:
             raise TypeError(f"default_collate: sample 0 is {first.dtype} but sample {i} is {t.dtype}")
-    return Tensor._make(np.stack([t.detach().numpy() for t in batch]), first.dtype, first.device)
+
+
+def _stack_tensors(batch) -> Tensor:
+    first = batch[0]
+    d = first.dtype
+    try:
+        if any(t.dtype is not d for t in batch):
+            raise TypeError
+        arr = np.stack([t.detach().numpy() if t.requires_grad else t.numpy() for t in batch])
+    except (TypeError, ValueError, AttributeError):
+        _check_tensors(batch)  # raises the message that says which sample differs
+        raise
+    return Tensor._make(arr, d, first.device)
 
 
 def _stack_arrays(batch) -> Tensor:
-    first = batch[0]
-    for i, a in enumerate(batch):
-        if not isinstance(a, np.ndarray) or a.shape != first.shape:
-            got = tuple(a.shape) if isinstance(a, np.ndarray) else type(a).__name__
-            raise ValueError(f"default_collate: arrays must have equal shapes to be stacked; sample 0 has "
-                             f"shape {first.shape}, sample {i} has {got}")
-    return _wrap(np.stack(batch), "arrays")
+    try:
+        arr = np.stack(batch)
+    except (TypeError, ValueError):
+        first = batch[0]
+        for i, a in enumerate(batch):
+            if not isinstance(a, np.ndarray) or a.shape != first.shape:
+                got = tuple(a.shape) if isinstance(a, np.ndarray) else type(a).__name__
+                raise ValueError(f"default_collate: arrays must have equal shapes to be stacked; sample 0 "
+                                 f"has shape {first.shape}, sample {i} has {got}") from None
+        raise
+    return _wrap(arr, "arrays")
 
 
 def default_collate(batch: list):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from .. import dtype as dt
 from ..autograd import is_grad_enabled, no_grad
 from ..creation import empty, zeros
-from ..nn.module import Module, _swap_data
+from ..nn.module import Module
 from ..nn.parameter import Parameter
 from ..ops import cat
 from ..tensor import Tensor
@@ -40,6 +40,12 @@ class ZeroConfig:
     def __post_init__(self):
         if self.stage not in (1, 2, 3):
             raise ValueError(f"ZeroConfig.stage must be 1, 2 or 3, got {self.stage}")
+
+
+def _point(p: Tensor, storage: Tensor) -> None:
+    """Make parameter `p` use `storage` without a version bump: gathering and releasing a shard
+    changes where the values live, not the values, so autograd's saved-tensor checks stay valid."""
+    p._data = storage._data
 
 
 class FlatUnit:
@@ -73,6 +79,7 @@ class FlatUnit:
             self._release()
         # the optimizer's parameter: fp32 master copy for low-precision models, else the shard itself
         self.local = local
+        self.mixed = mixed
         self.master = Parameter(local.float().clone() if mixed else local)
         self.pending = set()
         self.work = None
@@ -81,12 +88,12 @@ class FlatUnit:
         """Make each parameter a view into `full`."""
         off = 0
         for p, n, s in zip(self.params, self.sizes, self.shapes):
-            _swap_data(p, full[off:off + n].reshape(s))
+            _point(p, full[off:off + n].reshape(s))
             off += n
 
     def _release(self) -> None:
         for p in self.params:
-            _swap_data(p, empty(0, dtype=self.dtype))
+            _point(p, empty(0, dtype=self.dtype))
         self.full = None
 
     def gather(self, group) -> None:
@@ -208,7 +215,7 @@ class ZeroDataParallel(Module):
         self.optimizer.step()
         with no_grad():
             for u in self.units:
-                if u.master is not u.local:
+                if u.mixed:
                     u.local.copy_(u.master)
                 if self.config.stage < 3:
                     comm.all_gather_into_tensor(u.full, u.local.clone(), self.group)
@@ -222,10 +229,14 @@ class ZeroDataParallel(Module):
         """Bytes this rank holds for parameters, gradients and optimizer state (fp32 master copies of a
         low-precision model count as optimizer state, as in the ZeRO paper)."""
         params = sum(u.bytes_params() for u in self.units)
-        grads = sum(p.grad.nbytes for p in self.module.parameters() if p.grad is not None)
-        grads += sum(u.master.grad.nbytes for u in self.units if u.master.grad is not None)
+        if self.config.stage == 1:  # full gradients (the reduced shard is transient)
+            grads = sum(p.grad.nbytes for p in self.module.parameters() if p.grad is not None)
+        else:
+            grads = sum(u.master.grad.nbytes for u in self.units if u.master.grad is not None)
+            if any(u.mixed for u in self.units):  # the shard counts at the model's precision
+                grads = sum(u.shard * u.dtype.itemsize for u in self.units if u.master.grad is not None)
         opt = sum(v.nbytes for s in self.optimizer.state.values() for v in s.values() if isinstance(v, Tensor))
-        opt += sum(u.master.nbytes for u in self.units if u.master is not u.local)
+        opt += sum(u.master.nbytes for u in self.units if u.mixed)
         return {"params": params, "grads": grads, "optimizer": opt}
 
     def num_parameters_total(self) -> int:

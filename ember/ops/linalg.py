@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .. import amp as _amp
 from ..errors import DTypeError, ShapeError, fmt_shape
 from ._util import Tensor, apply, broadcast_shapes, reduce_to
 from .registry import OPAQUE, Op, register
@@ -45,6 +46,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with NumPy/PyTorch semantics for 1-D and batched operands."""
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise DTypeError("matmul: both operands must be tensors")
+    a, b = _amp.cast_pair(a, b)  # autocast: float32 operands to float16/bfloat16; no-op when off
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul: both arguments need at least 1 dim, got {fmt_shape(a.shape)} and "
                          f"{fmt_shape(b.shape)}. Hint: use * for scalars")
@@ -54,6 +56,10 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     if a.dtype.category < 2 and a.dtype.itemsize < 4:
         a, b = a.long(), b.long()
     sa, sb = a.ndim == 1, b.ndim == 1
+    ka, kb = a.shape[-1], b.shape[0] if sb else b.shape[-2]
+    if ka != kb:
+        raise ShapeError(f"matmul: {fmt_shape(a.shape)} @ {fmt_shape(b.shape)}: inner dimensions {ka} and {kb} "
+                         "differ. Hint: transpose one operand (.mT)")
     if sa:
         a = a.reshape(1, -1)
     if sb:
@@ -74,20 +80,26 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
 
 def mm(a: Tensor, b: Tensor) -> Tensor:
+    """Matrix product of 2-D tensors: (n, k) @ (k, m) -> (n, m)."""
     if a.ndim != 2 or b.ndim != 2:
         raise ShapeError(f"mm: expects 2-D tensors, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
     return matmul(a, b)
 
 
 def bmm(a: Tensor, b: Tensor) -> Tensor:
+    """Batched matrix product: (B, n, k) @ (B, k, m) -> (B, n, m)."""
     if a.ndim != 3 or b.ndim != 3:
         raise ShapeError(f"bmm: expects 3-D tensors, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
     return matmul(a, b)
 
 
 def outer(a: Tensor, b: Tensor) -> Tensor:
+    """Outer product: (n,), (m,) -> (n, m)."""
     return a.reshape(-1, 1) * b.reshape(1, -1)
 
 
 def dot(a: Tensor, b: Tensor) -> Tensor:
+    """Inner product of two 1-D tensors: (n,), (n,) -> ()."""
+    if a.ndim != 1 or b.ndim != 1:
+        raise ShapeError(f"dot: expects 1-D tensors, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
     return matmul(a, b)

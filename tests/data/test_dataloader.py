@@ -11,7 +11,13 @@ import torch
 
 import ember
 from ember.data import (
-    BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler, TensorDataset, default_collate,
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    IterableDataset,
+    SequentialSampler,
+    TensorDataset,
+    default_collate,
     get_worker_info,
 )
 from ember.data import transforms as T
@@ -206,7 +212,8 @@ def test_iterable_dataset_with_persistent_workers_over_two_epochs():
     pids = [p.pid for p in it._w.procs]
     second = [b.numpy().tolist() for b in loader]
     assert first == want and second == want
-    assert [p.pid for p in loader._persistent_iter._w.procs] == pids and all(p.is_alive() for p in it._w.procs)
+    assert [p.pid for p in loader._persistent_iter._w.procs] == pids
+    assert all(p.is_alive() for p in it._w.procs)
     it._shutdown()
     assert all(not p.is_alive() for p in it._w.procs)
 

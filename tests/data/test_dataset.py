@@ -5,8 +5,16 @@ import pytest
 
 import ember
 from ember.data import (
-    BatchSampler, ConcatDataset, Dataset, RandomSampler, SequentialSampler, Subset, SubsetRandomSampler,
-    TensorDataset, WeightedRandomSampler, random_split,
+    BatchSampler,
+    ConcatDataset,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+    SubsetRandomSampler,
+    TensorDataset,
+    WeightedRandomSampler,
+    random_split,
 )
 
 
