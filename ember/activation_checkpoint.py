@@ -87,17 +87,19 @@ class _Checkpoint(Function):
             if isinstance(o, Tensor) and o.requires_grad and g is not None:
                 roots.append(o)
                 seeds.append(g)
-        targets: dict = {}
+        targets: dict = {}  # edge -> slot in the engine's results
+        owner = []  # slot -> index into st.inputs
         for i, t in enumerate(st.inputs):
             e = _edge(t)
-            if e is not None:
-                targets.setdefault(e, i)
+            if e is not None and e not in targets:
+                targets[e] = len(owner)
+                owner.append(i)
         got = [None] * len(st.inputs)
         if roots and targets:
             # stop at the block's boundary: the outer engine carries the gradients on from there
             res = _run_engine(roots, seeds, create_graph, create_graph, targets, stop_at_targets=True)
-            for i in targets.values():
-                got[i] = res[i]
+            for slot, i in enumerate(owner):
+                got[i] = res[slot]
         return (None, None, *got)
 
 

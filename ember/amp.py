@@ -201,7 +201,8 @@ class GradScaler:
                     g = p.grad
                     if g is None:
                         continue
-                    checks.append((g * 0).sum().float())  # NaN exactly when g holds an inf or NaN
+                    if g.numel():
+                        checks.append(g.abs().amax().float())  # inf/NaN exactly when g holds one
                     g.mul_(inv if g.dtype is dt.float32 else inv.to(g.dtype))
             if checks:
                 from .ops import isfinite, stack

@@ -171,8 +171,8 @@ class Node:
     `ctx.<name>`. `parents[i]` is where input i's gradient goes (None: nowhere).
     """
 
-    __slots__ = ("op", "inputs", "attrs", "saved", "_out", "parents", "versions", "seq", "hooks",
-                 "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "saved", "_out", "out_version", "parents", "versions", "seq",
+                 "hooks", "__weakref__")
 
     def __init__(self, op, inputs, attrs, out, saved=None):
         self.op = op
@@ -180,6 +180,7 @@ class Node:
         self.attrs = attrs
         self.saved = saved
         self._out = weakref.ref(out)
+        self.out_version = out._vc[0]  # an in-place change to the output makes `out` recompute it
         # one pass over the inputs (this runs once per recorded op: keep it lean)
         parents = []
         versions = []
@@ -211,7 +212,7 @@ class Node:
     def out(self) -> Tensor:
         """The op's output (recomputed if nothing holds it any more)."""
         o = self._out()
-        if o is None:
+        if o is None or o._vc[0] != self.out_version:
             o = apply(self.op, *self.inputs, **self.attrs)
         return o
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import info
+from . import info, train
 
-COMMANDS = [info]
+COMMANDS = [info, train]
 
 
 def build_parser() -> argparse.ArgumentParser:

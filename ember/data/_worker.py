@@ -134,7 +134,7 @@ def worker_loop(worker_id, num_workers, make_fetcher, index_queue, data_queue, d
                 if os.getppid() != parent_pid or done_event.is_set():
                     break
                 continue
-            if task is None:
+            if task is None or done_event.is_set():
                 break
             if task[0] == "reset":  # a persistent worker starting a new epoch
                 if init_error is None:

@@ -172,17 +172,26 @@ class _Workers:
         self.done_event = ctx.Event()
         self.data_queue = ctx.Queue()
         self.index_queues, self.procs = [], []
-        factory = loader._fetcher_factory()
-        for w in range(loader.num_workers):
-            iq = ctx.Queue()
-            iq.cancel_join_thread()  # never block the parent's exit on tasks no worker will read
-            p = ctx.Process(target=worker_loop, daemon=True,
-                            args=(w, loader.num_workers, factory, iq, self.data_queue, self.done_event,
-                                  base_seed, loader.worker_init_fn, os.getpid()))
-            p.start()
-            self.index_queues.append(iq)
-            self.procs.append(p)
         self.shut = False
+        factory = loader._fetcher_factory()
+        try:
+            for w in range(loader.num_workers):
+                iq = ctx.Queue()
+                iq.cancel_join_thread()  # never block the parent's exit on tasks no worker will read
+                p = ctx.Process(target=worker_loop, daemon=True,
+                                args=(w, loader.num_workers, factory, iq, self.data_queue, self.done_event,
+                                      base_seed, loader.worker_init_fn, os.getpid()))
+                self.index_queues.append(iq)
+                p.start()
+                self.procs.append(p)
+        except Exception as e:
+            self.shutdown()
+            if isinstance(e, (pickle.PicklingError, AttributeError, TypeError)):
+                raise RuntimeError(f"DataLoader: could not start worker processes with the "
+                                   f"{ctx.get_start_method()!r} start method: {e}. Hint: with 'spawn' the "
+                                   "dataset, collate_fn and worker_init_fn must be picklable (defined at "
+                                   "module level, no lambdas)") from e
+            raise
 
     def shutdown(self):
         if self.shut:

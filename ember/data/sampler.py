@@ -6,6 +6,7 @@ seeded from the default generator at each epoch), so `ember.manual_seed` reprodu
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -138,3 +139,49 @@ class BatchSampler(Sampler):
     def __len__(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def _env_int(*names: str) -> int | None:
+    for n in names:
+        if os.environ.get(n, "").isdigit():
+            return int(os.environ[n])
+    return None
+
+
+class DistributedSampler(Sampler):
+    """This rank's share of the indices: every rank shuffles with the same `seed + epoch` stream, pads
+    (or with drop_last trims) to a multiple of num_replicas, and takes indices[rank::num_replicas].
+
+    num_replicas / rank default to the MPI launcher's environment (PMI_SIZE / PMI_RANK, or Open MPI's
+    OMPI_COMM_WORLD_SIZE / _RANK). Call `set_epoch(e)` before each epoch for a new order."""
+
+    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+        if num_replicas is None:
+            num_replicas = _env_int("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+        if rank is None:
+            rank = _env_int("PMI_RANK", "OMPI_COMM_WORLD_RANK")
+        if num_replicas is None or rank is None:
+            raise ValueError("DistributedSampler: num_replicas and rank are not given and no MPI launcher "
+                             "environment was found; pass num_replicas=world_size, rank=rank")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"DistributedSampler: rank {rank} is not in [0, {num_replicas})")
+        self.dataset, self.num_replicas, self.rank = dataset, int(num_replicas), int(rank)
+        self.shuffle, self.seed, self.drop_last, self.epoch = shuffle, int(seed), drop_last, 0
+        n = len(dataset)
+        self.num_samples = n // self.num_replicas if drop_last else -(-n // self.num_replicas)
+        self.total_size = self.num_samples * self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        idx = Generator(self.seed + self.epoch).permutation(n) if self.shuffle else np.arange(n)
+        if self.total_size > n:
+            idx = np.resize(idx, self.total_size)  # repeats from the start, as torch pads
+        idx = idx[:self.total_size]
+        return iter(idx[self.rank:self.total_size:self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples

@@ -53,8 +53,9 @@ class TopKState(_State):
     ratio: payload bytes relative to dense float32 (each kept entry costs 4 bytes of value and 4
     of index, so a ratio of 0.01 keeps 0.5% of the entries)."""
 
-    def __init__(self, ratio: float, momentum: float = 0.9, group=None):
+    def __init__(self, ratio: float, momentum: float = 0.9, mask_momentum: bool = False, group=None):
         super().__init__(group)
+        self.mask_momentum = mask_momentum
         if not 0 < ratio <= 1:
             raise ValueError(f"TopKState.ratio must be in (0, 1], got {ratio}")
         self.target, self.momentum = ratio, momentum
@@ -78,7 +79,8 @@ def topk_hook(state: TopKState, bucket: GradBucket) -> _Future:
     mask = zeros(n, dtype=dt.bool_)
     mask[idx] = True
     v.masked_fill_(mask, 0.0)
-    u.masked_fill_(mask, 0.0)  # momentum factor masking
+    if state.mask_momentum:  # DGC's momentum factor masking: off by default, since at full density it
+        u.masked_fill_(mask, 0.0)  # would reset the momentum every step
     g = state.group
     all_vals = empty(k * g.size, dtype=flat.dtype)
     all_idx = empty(k * g.size, dtype=dt.int32)

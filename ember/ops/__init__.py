@@ -69,6 +69,7 @@ def _inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
     self._base = None
     if res.grad_fn is not None:
         res.grad_fn._out = weakref.ref(self)
+        res.grad_fn.out_version = self._vc[0]
     return self
 
 

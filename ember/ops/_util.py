@@ -35,7 +35,8 @@ def as_tensor(x, dtype: dt.DType | None = None, device=CPU) -> Tensor:
 def promote(op_name: str, *xs):
     """Cast operands (tensors or Python numbers) to their promoted dtype, as PyTorch does."""
     # NumPy scalars count as the Python numbers they hold
-    xs = [x.item() if not isinstance(x, Tensor) and hasattr(x, "dtype") and hasattr(x, "item") else x for x in xs]
+    xs = [x.item() if not isinstance(x, Tensor) and hasattr(x, "dtype") and hasattr(x, "item") else x
+          for x in xs]
     d = dt.result_type(*xs)
     dev = next((x.device for x in xs if isinstance(x, Tensor)), CPU)
     return d, [as_tensor(x, d, dev) for x in xs]
@@ -65,7 +66,8 @@ def reduce_to(g: Tensor, shape: tuple) -> Tensor:
     if g.shape == shape:
         return g
     lead = g.ndim - len(shape)
-    dims = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+    dims = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
+                                      if s == 1 and g.shape[i + lead] != 1)
     if dims:
         g = g.sum(dims, keepdim=True)
     return g.reshape(shape) if g.shape != shape else g

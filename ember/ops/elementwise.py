@@ -173,9 +173,21 @@ class Minimum(Op):
 _BOOLS = (dt.bool_, bool)
 
 
+def _keeps_dtype(t: Tensor, s) -> bool:
+    """Whether Python number `s` meeting tensor `t` leaves t's dtype as the result (the common case)."""
+    c = s.__class__
+    return (c is float and t.dtype.category == 2) or (c is int and t.dtype.category >= 1)
+
+
 def _binary(op, a, b) -> Tensor:
-    if a.__class__ is Tensor and b.__class__ is Tensor and a.dtype is b.dtype:
-        return apply(op, a, b)
+    if a.__class__ is Tensor:
+        if b.__class__ is Tensor:
+            if a.dtype is b.dtype:
+                return apply(op, a, b)
+        elif _keeps_dtype(a, b):
+            return apply(op, a, as_tensor(b, a.dtype, a.device))
+    elif b.__class__ is Tensor and _keeps_dtype(b, a):
+        return apply(op, as_tensor(a, b.dtype, b.device), b)
     _, (a, b) = promote(op.name, a, b)
     return apply(op, a, b)
 
@@ -360,7 +372,8 @@ class Gelu(Op):
 
     def forward(xp, x, approximate):
         if approximate == "tanh":
-            return (0.5 * x * (1 + xp.tanh(_SQRT_2_PI * (x + 0.044715 * x * x * x)))).astype(x.dtype, copy=False)
+            inner = _SQRT_2_PI * (x + 0.044715 * x * x * x)
+            return (0.5 * x * (1 + xp.tanh(inner))).astype(x.dtype, copy=False)
         return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype, copy=False)
 
     def backward(ctx, g):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from .. import dtype as dt
 from ..autograd import _Mode
-from ..errors import AutogradError, DTypeError, IndexingError, ShapeError, fmt_shape
 from ..devices import backend
+from ..errors import AutogradError, DTypeError, IndexingError, ShapeError, fmt_shape
 from ._util import Tensor, apply, as_tensor, broadcast_shapes, const, norm_dim
 from .registry import MOVEMENT, Op, register
 
@@ -37,8 +37,8 @@ def _normalize_key(x: Tensor, key) -> tuple:
         elif hasattr(k, "__index__"):
             out.append(k.__index__())
         else:
-            raise IndexingError(f"index: unsupported index {k!r} of type {type(k).__name__}; expected an int, "
-                                "slice, None, Ellipsis, or an integer or bool tensor")
+            raise IndexingError(f"index: unsupported index {k!r} of type {type(k).__name__}; expected an "
+                                "int, slice, None, Ellipsis, or an integer or bool tensor")
     return tuple(out)
 
 
@@ -74,8 +74,8 @@ def _check_bounds(x: Tensor, key) -> None:
             if k.dtype.kind == "b":
                 want = x.shape[dim:dim + k.ndim]
                 if k.shape != want:
-                    raise IndexingError(f"index: mask of shape {fmt_shape(k.shape)} does not match the indexed "
-                                        f"shape {fmt_shape(want)} at dimension {dim}")
+                    raise IndexingError(f"index: mask of shape {fmt_shape(k.shape)} does not match the "
+                                        f"indexed shape {fmt_shape(want)} at dimension {dim}")
             elif k.size:
                 n = x.shape[dim]
                 bad = (k >= n) | (k < -n)
@@ -146,11 +146,14 @@ def setitem(x: Tensor, key, value) -> None:
     k = _normalize_key(x, key)
     _check_bounds(x, k)
     v = value._data if isinstance(value, Tensor) else value
+    if not x._data.flags.writeable:
+        raise AutogradError("setitem: the tensor is a read-only view (from expand()); call .clone() first")
     try:
         x._data[k] = v
-    except ValueError as e:
-        raise ShapeError(f"setitem: cannot assign a value of shape "
-                         f"{fmt_shape(getattr(v, 'shape', ()))} to x[...] of shape {fmt_shape(x.shape)}: {e}") from None
+    except ValueError:
+        raise ShapeError(f"setitem: cannot assign a value of shape {fmt_shape(getattr(v, 'shape', ()))} to "
+                         f"x[key] of shape {fmt_shape(x._data[k].shape)} (the value must broadcast to it)"
+                         ) from None
     x._vc[0] += 1
 
 

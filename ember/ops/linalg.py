@@ -58,8 +58,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     sa, sb = a.ndim == 1, b.ndim == 1
     ka, kb = a.shape[-1], b.shape[0] if sb else b.shape[-2]
     if ka != kb:
-        raise ShapeError(f"matmul: {fmt_shape(a.shape)} @ {fmt_shape(b.shape)}: inner dimensions {ka} and {kb} "
-                         "differ. Hint: transpose one operand (.mT)")
+        raise ShapeError(f"matmul: {fmt_shape(a.shape)} @ {fmt_shape(b.shape)}: inner dimensions {ka} and "
+                         f"{kb} differ. Hint: transpose one operand (.mT)")
     if sa:
         a = a.reshape(1, -1)
     if sb:

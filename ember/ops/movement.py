@@ -140,7 +140,8 @@ def expand(x: Tensor, *shape) -> Tensor:
     shape = _shape_args(shape)
     lead = len(shape) - x.ndim
     if lead < 0:
-        raise ShapeError(f"expand: target {fmt_shape(shape)} has fewer dims than the tensor {fmt_shape(x.shape)}")
+        raise ShapeError(f"expand: target {fmt_shape(shape)} has fewer dims than the tensor "
+                         f"{fmt_shape(x.shape)}")
     out = []
     for i, s in enumerate(shape):
         if i < lead:
@@ -152,8 +153,8 @@ def expand(x: Tensor, *shape) -> Tensor:
         if s == -1:
             s = cur
         if cur != s and cur != 1:
-            raise ShapeError(f"expand: the size {cur} of dimension {i - lead} of {fmt_shape(x.shape)} must match "
-                             f"the target size {s} (or be 1) to expand to {fmt_shape(shape)}")
+            raise ShapeError(f"expand: the size {cur} of dimension {i - lead} of {fmt_shape(x.shape)} must "
+                             f"match the target size {s} (or be 1) to expand to {fmt_shape(shape)}")
         out.append(s)
     out = tuple(out)
     return x if out == x.shape else apply(Expand, x, shape=out)

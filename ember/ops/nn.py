@@ -1,5 +1,5 @@
-"""Network primitives for ember.nn.functional: im2col/col2im (`unfold`/`fold`) and the fused
-normalisations (softmax, log_softmax, layer_norm, rms_norm).
+"""Network primitives for ember.nn.functional: im2col/col2im (`unfold`/`fold`), max pooling and
+the fused normalisations (softmax, log_softmax, layer_norm, rms_norm).
 
 Convolutions and pooling are written in nn.functional from `unfold`, `fold` and matmul. Each op
 here has a fused NumPy forward and a backward written with ember ops, so second derivatives work:
@@ -12,10 +12,12 @@ import math
 
 import numpy as np
 
+from .. import dtype as dt
 from ..autograd import _Mode
 from ..errors import ShapeError, fmt_shape
 from ._util import Tensor, apply, float_input, norm_dim
-from .registry import COMPOSITE, MOVEMENT, Op, register
+from .elementwise import where
+from .registry import COMPOSITE, MOVEMENT, OPAQUE, Op, register
 
 # --- im2col / col2im ---------------------------------------------------------------------------
 
@@ -29,13 +31,35 @@ def _geometry(H, W, kernel, dilation, padding, stride):
     return _out_size(H, kh, dh, ph, sh), _out_size(W, kw, dw, pw, sw)
 
 
+def _channels_last(xp, x, padding, value):
+    """x (N, C, H, W) as a padded (N, H', W', C) array whose channel rows are contiguous."""
+    N, C, H, W = x.shape
+    xc = x.transpose(0, 2, 3, 1)
+    (pt, pb), (pl, pr) = padding
+    if pt or pb or pl or pr:
+        out = xp.full((N, H + pt + pb, W + pl + pr, C), value, dtype=x.dtype)
+        out[:, pt:pt + H, pl:pl + W, :] = xc
+        return out
+    if C > 1 and xc.strides[-1] != x.itemsize:
+        xc = xp.ascontiguousarray(xc)
+    return xc
+
+
+def _window(i, j, oh, ow, dilation, stride):
+    """Slices of the padded input that kernel offset (i, j) reads for every output position."""
+    (dh, dw), (sh, sw) = dilation, stride
+    return slice(i * dh, i * dh + sh * (oh - 1) + 1, sh), slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+
+
 @register("unfold", MOVEMENT)
 class Unfold(Op):
-    """im2col: x (N, C, H, W) -> (N, C*kh*kw, L) with L = out_h * out_w sliding blocks.
+    """im2col: x (N, C, H, W) -> cols (N, kh*kw*C, L), L = out_h * out_w sliding blocks.
 
-    Attributes are normalised pairs; `padding` is ((top, bottom), (left, right)) filled with
-    `value` (-inf for max pooling). The buffer is laid out (N, L, C*kh*kw) in memory, so
-    `.mT` of the result is contiguous and a convolution is one GEMM over N*L rows.
+    Block entries are ordered (i, j, c) -- kernel row, kernel column, channel -- so that each
+    kernel offset copies whole contiguous channel rows (torch's F.unfold orders them (c, i, j);
+    ember.nn.functional.unfold reorders). Attributes are normalised pairs; `padding` is
+    ((top, bottom), (left, right)) filled with `value`. The buffer is laid out (N, L, kh*kw*C),
+    so `.mT` of the result is contiguous and a convolution is one GEMM over N*L rows.
     """
 
     upcast = False
@@ -46,18 +70,15 @@ class Unfold(Op):
 
     def forward(xp, x, kernel, dilation, padding, stride, value):
         N, C, H, W = x.shape
-        (pt, pb), (pl, pr) = padding
-        if pt or pb or pl or pr:
-            xpad = xp.full((N, C, H + pt + pb, W + pl + pr), value, dtype=x.dtype)
-            xpad[:, :, pt:pt + H, pl:pl + W] = x
-            x = xpad
+        (kh, kw) = kernel
         oh, ow = _geometry(H, W, kernel, dilation, padding, stride)
-        (kh, kw), (dh, dw), (sh, sw) = kernel, dilation, stride
-        sN, sC, sH, sW = x.strides
-        win = xp.lib.stride_tricks.as_strided(
-            x, (N, oh, ow, C, kh, kw), (sN, sH * sh, sW * sw, sC, sH * dh, sW * dw), writeable=False)
-        cols = xp.ascontiguousarray(win).reshape(N, oh * ow, C * kh * kw)
-        return cols.transpose(0, 2, 1)
+        xc = _channels_last(xp, x, padding, value)
+        cols = xp.empty((N, oh, ow, kh, kw, C), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                hs, ws = _window(i, j, oh, ow, dilation, stride)
+                cols[:, :, :, i, j, :] = xc[:, hs, ws, :]
+        return cols.reshape(N, oh * ow, kh * kw * C).transpose(0, 2, 1)
 
     def backward(ctx, g):
         x = ctx.inputs[0]
@@ -69,7 +90,10 @@ class Unfold(Op):
 
 @register("fold", MOVEMENT)
 class Fold(Op):
-    """col2im: cols (N, C*kh*kw, L) -> (N, C, H, W), summing overlapping blocks (unfold's adjoint)."""
+    """col2im: cols (N, kh*kw*C, L) -> (N, C, H, W), summing overlapping blocks (unfold's adjoint).
+
+    Same (i, j, c) block order as unfold; the result is a channels-last buffer seen as NCHW.
+    """
 
     upcast = False
 
@@ -84,27 +108,74 @@ class Fold(Op):
     def forward(xp, cols, output_size, kernel, dilation, padding, stride):
         N = cols.shape[0]
         H, W = output_size
-        (kh, kw), (dh, dw), (sh, sw) = kernel, dilation, stride
+        kh, kw = kernel
         (pt, pb), (pl, pr) = padding
         oh, ow = _geometry(H, W, kernel, dilation, padding, stride)
         C = cols.shape[1] // (kh * kw)
-        # one transposing copy makes every block's slice below a contiguous read
-        blocks = xp.ascontiguousarray(cols.reshape(N, C, kh, kw, oh, ow).transpose(2, 3, 0, 1, 4, 5))
-        out = xp.zeros((N, C, H + pt + pb, W + pl + pr), dtype=cols.dtype)
+        blocks = cols.transpose(0, 2, 1).reshape(N, oh, ow, kh, kw, C)
+        out = xp.zeros((N, H + pt + pb, W + pl + pr, C), dtype=cols.dtype)
         for i in range(kh):
             for j in range(kw):
-                hs = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
-                ws = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
-                out[:, :, hs, ws] += blocks[i, j]
-        if pt or pb or pl or pr:
-            out = out[:, :, pt:pt + H, pl:pl + W]
-        return out
+                hs, ws = _window(i, j, oh, ow, dilation, stride)
+                out[:, hs, ws, :] += blocks[:, :, :, i, j, :]
+        return out[:, pt:pt + H, pl:pl + W, :].transpose(0, 3, 1, 2)
 
     def backward(ctx, g):
         return unfold(g, ctx.kernel, ctx.dilation, ctx.padding, ctx.stride)
 
     def flops(out_shape, cols, **attrs):
         return math.prod(cols.shape)
+
+
+@register("max_pool2d", OPAQUE)
+class MaxPool2d(Op):
+    """Max over each kh x kw window: x (N, C, H, W) -> (N, C, out_h, out_w), padding with -inf.
+
+    The forward keeps a running max over the kernel offsets (no im2col copy) and saves which
+    offset won (the first maximum, NaN propagating, as torch). The backward routes the gradient
+    to that offset with ember ops and `fold`, so it is differentiable again.
+    """
+
+    saves = True
+    upcast = False
+
+    def shape(x, kernel, dilation, padding, stride):
+        return x.shape[:2] + _geometry(x.shape[2], x.shape[3], kernel, dilation, padding, stride)
+
+    def forward(xp, x, kernel, dilation, padding, stride):
+        kh, kw = kernel
+        oh, ow = _geometry(x.shape[2], x.shape[3], kernel, dilation, padding, stride)
+        xc = _channels_last(xp, x, padding, -xp.inf)
+        best = arg = None
+        for i in range(kh):
+            for j in range(kw):
+                hs, ws = _window(i, j, oh, ow, dilation, stride)
+                v = xc[:, hs, ws, :]
+                if best is None:
+                    best = v.copy()
+                    arg = xp.zeros(best.shape, dtype=xp.uint8 if kh * kw < 256 else xp.int32)
+                    continue
+                take = v > best
+                if best.dtype.kind == "f":
+                    take |= xp.isnan(v)
+                xp.copyto(best, v, where=take)
+                xp.copyto(arg, i * kw + j, where=take)
+        return best.transpose(0, 3, 1, 2), arg
+
+    def backward(ctx, g):
+        from .. import creation
+        x = ctx.inputs[0]
+        arg = ctx.saved  # (N, out_h, out_w, C): winning kernel offset
+        N, oh, ow, C = arg.shape
+        kk = ctx.kernel[0] * ctx.kernel[1]
+        won = Tensor._make(arg, dt.from_numpy_dtype(arg.dtype), g.device).unsqueeze(3) == \
+            creation.arange(kk, dtype=dt.from_numpy_dtype(arg.dtype)).reshape(kk, 1)  # (N, oh, ow, kk, C)
+        cols = where(won, g.permute(0, 2, 3, 1).unsqueeze(3), 0.0)
+        return fold(cols.reshape(N, oh * ow, kk * C).mT, x.shape[2:], ctx.kernel, ctx.dilation, ctx.padding,
+                    ctx.stride)
+
+    def flops(out_shape, x, kernel, **attrs):
+        return math.prod(out_shape) * kernel[0] * kernel[1]
 
 
 def _check_blocks(op, H, W, kernel, dilation, padding, stride):
@@ -121,7 +192,7 @@ def _check_blocks(op, H, W, kernel, dilation, padding, stride):
 def unfold(x: Tensor, kernel, dilation, padding, stride, value: float = 0.0) -> Tensor:
     """im2col on normalised arguments (pairs; padding as ((top, bottom), (left, right))).
 
-    x: (N, C, H, W) -> (N, C*kh*kw, L); block entries ordered (c, i, j) as torch's F.unfold.
+    x: (N, C, H, W) -> (N, kh*kw*C, L); block entries ordered (i, j, c) (see Unfold).
     """
     if x.ndim != 4:
         raise ShapeError(f"unfold: input {fmt_shape(x.shape)} has {x.ndim} dims, expected 4 (N, C, H, W)")
@@ -131,11 +202,20 @@ def unfold(x: Tensor, kernel, dilation, padding, stride, value: float = 0.0) -> 
 
 
 def fold(cols: Tensor, output_size, kernel, dilation, padding, stride) -> Tensor:
-    """col2im on normalised arguments: (N, C*kh*kw, L) -> (N, C, H, W), overlaps summed."""
+    """col2im on normalised arguments: (N, kh*kw*C, L) -> (N, C, H, W), overlaps summed."""
     output_size = tuple(int(s) for s in output_size)
     _check_blocks("fold", *output_size, kernel, dilation, padding, stride)
     return apply(Fold, cols, output_size=output_size, kernel=tuple(kernel), dilation=tuple(dilation),
                  padding=tuple(padding), stride=tuple(stride))
+
+
+def max_pool2d(x: Tensor, kernel, dilation, padding, stride) -> Tensor:
+    """Window maxima on normalised arguments: (N, C, H, W) -> (N, C, out_h, out_w)."""
+    if x.ndim != 4:
+        raise ShapeError(f"max_pool2d: input {fmt_shape(x.shape)} has {x.ndim} dims, expected 4 (N, C, H, W)")
+    _check_blocks("max_pool2d", x.shape[2], x.shape[3], kernel, dilation, padding, stride)
+    return apply(MaxPool2d, x, kernel=tuple(kernel), dilation=tuple(dilation), padding=tuple(padding),
+                 stride=tuple(stride))
 
 
 # --- softmax and log_softmax -------------------------------------------------------------------

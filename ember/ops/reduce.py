@@ -211,7 +211,8 @@ class Var(Op):
         return _expand_back(g, x, dims, ctx.keepdim) * (x - mean(x, dims, keepdim=True)) * scale
 
 
-def var(x: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
+def var(x: Tensor, dim=None, keepdim: bool = False, correction: int = 1,
+        unbiased: bool | None = None) -> Tensor:
     """Variance over `dim` with Bessel's `correction` (1 = unbiased, as torch's default)."""
     if unbiased is not None:
         correction = int(unbiased)
@@ -219,7 +220,8 @@ def var(x: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiase
     return apply(Var, x, dims=norm_dims(dim, x.ndim, "var"), keepdim=keepdim, correction=correction)
 
 
-def std(x: Tensor, dim=None, keepdim: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
+def std(x: Tensor, dim=None, keepdim: bool = False, correction: int = 1,
+        unbiased: bool | None = None) -> Tensor:
     """Standard deviation: sqrt(var); its gradient is zero where std is zero (as torch), not nan."""
     from .elementwise import where
     v = var(x, dim, keepdim, correction, unbiased)

@@ -32,6 +32,7 @@ class Adagrad(Optimizer):
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure()'s loss if given."""
         loss = self._closure_loss(closure)
+        c = self._const
         for group in self.param_groups:
             lr, lr_decay, wd, eps = group["lr"], group["lr_decay"], group["weight_decay"], group["eps"]
             for p in group["params"]:
@@ -44,8 +45,8 @@ class Adagrad(Optimizer):
                 state["step"] += 1
                 g = -p.grad if group["maximize"] else p.grad
                 if wd != 0:
-                    g = g + p * wd
+                    g = g + p * c(wd, p)
                 clr = lr / (1 + (state["step"] - 1) * lr_decay)
-                s = state["sum"].add_(g * g)
-                p.sub_(g / (s.sqrt() + eps) * clr)
+                s = state["sum"] = state["sum"] + g * g
+                p.sub_(g / (s.sqrt() + c(eps, p)) * c(clr, p))
         return loss

@@ -6,6 +6,7 @@ import math
 
 from ..autograd import no_grad
 from ..creation import zeros_like
+from ..ops import maximum
 from .optimizer import Optimizer
 
 
@@ -41,6 +42,7 @@ class Adam(Optimizer):
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure()'s loss if given."""
         loss = self._closure_loss(closure)
+        c = self._const
         for group in self.param_groups:
             lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             for p in group["params"]:
@@ -56,18 +58,18 @@ class Adam(Optimizer):
                 g = -p.grad if group["maximize"] else p.grad
                 if wd != 0:
                     if group["decoupled_weight_decay"]:
-                        p.mul_(1 - lr * wd)
+                        p.mul_(c(1 - lr * wd, p))
                     else:
-                        g = g + p * wd
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(g * (1 - beta1))
-                v.mul_(beta2).add_(g * g * (1 - beta2))
+                        g = g + p * c(wd, p)
+                # moments are rebound, not updated in place: one memory pass fewer per op
+                m = state["exp_avg"] = state["exp_avg"] * c(beta1, p) + g * c(1 - beta1, p)
+                v = state["exp_avg_sq"] = state["exp_avg_sq"] * c(beta2, p) + g * g * c(1 - beta2, p)
                 if group["amsgrad"]:
-                    v = state["max_exp_avg_sq"].maximum_(v)
+                    v = state["max_exp_avg_sq"] = maximum(state["max_exp_avg_sq"], v)
                 step_size = lr / (1 - beta1 ** t)
                 bc2_sqrt = math.sqrt(1 - beta2 ** t)
                 # step_size folded into the denominator: one whole-tensor op fewer than addcdiv
-                denom = v.sqrt() * (1 / (bc2_sqrt * step_size)) + eps / step_size
+                denom = v.sqrt() * c(1 / (bc2_sqrt * step_size), p) + c(eps / step_size, p)
                 p.sub_(m / denom)
         return loss
 

@@ -40,6 +40,7 @@ class LAMB(Optimizer):
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure()'s loss if given."""
         loss = self._closure_loss(closure)
+        c = self._const
         for group in self.param_groups:
             lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             for p in group["params"]:
@@ -50,13 +51,13 @@ class LAMB(Optimizer):
                     state = self.state[p] = {"step": 0, "exp_avg": zeros_like(p), "exp_avg_sq": zeros_like(p)}
                 state["step"] += 1
                 t, g = state["step"], p.grad
-                m = state["exp_avg"].mul_(beta1).add_(g * (1 - beta1))
-                v = state["exp_avg_sq"].mul_(beta2).add_(g * g * (1 - beta2))
+                m = state["exp_avg"] = state["exp_avg"] * c(beta1, p) + g * c(1 - beta1, p)
+                v = state["exp_avg_sq"] = state["exp_avg_sq"] * c(beta2, p) + g * g * c(1 - beta2, p)
                 bc1, bc2 = (1 - beta1 ** t, 1 - beta2 ** t) if group["bias_correction"] else (1.0, 1.0)
-                u = (m * (1 / bc1)) / ((v * (1 / bc2)).sqrt() + eps)
+                u = (m * c(1 / bc1, p)) / ((v * c(1 / bc2, p)).sqrt() + c(eps, p))
                 if wd != 0:
-                    u = u + p * wd
+                    u = u + p * c(wd, p)
                 w_norm, u_norm = _norm(p), _norm(u)
                 ratio = where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, 1.0)
-                p.sub_(u * (ratio * lr))
+                p.sub_(u * (ratio * c(lr, p)))
         return loss

@@ -44,6 +44,7 @@ class LARS(Optimizer):
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure()'s loss if given."""
         loss = self._closure_loss(closure)
+        c = self._const
         for group in self.param_groups:
             lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
             for p in group["params"]:
@@ -61,7 +62,7 @@ class LARS(Optimizer):
                     if buf is None:
                         buf = state["momentum_buffer"] = g.clone()
                     else:
-                        buf.mul_(mom).add_(g)
+                        buf = state["momentum_buffer"] = buf * c(mom, p) + g
                     g = buf
-                p.sub_(g * lr)
+                p.sub_(g * c(lr, p))
         return loss

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..autograd import enable_grad, no_grad
+from ..creation import tensor
 from ..tensor import Tensor
 
 
@@ -34,6 +35,7 @@ class Optimizer:
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
+        self._consts: dict = {}
         self.state: dict[Tensor, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
         if isinstance(params, Tensor):
@@ -96,6 +98,17 @@ class Optimizer:
     def step(self, closure=None):
         """Update the parameters once from their `.grad`; `closure()` re-evaluates the loss if given."""
         raise NotImplementedError
+
+    def _const(self, value: float, like: Tensor) -> Tensor:
+        """`value` as a 0-d tensor of like's dtype and device, cached: a tensor-tensor op skips the
+        type promotion a Python scalar goes through, which costs more than the op on small tensors."""
+        key = (value, like.dtype, like.device)
+        c = self._consts.get(key)
+        if c is None:
+            if len(self._consts) > 512:  # schedulers make new lrs every step
+                self._consts.clear()
+            c = self._consts[key] = tensor(value, dtype=like.dtype, device=like.device)
+        return c
 
     def _closure_loss(self, closure):
         if closure is None:

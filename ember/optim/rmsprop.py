@@ -34,6 +34,7 @@ class RMSprop(Optimizer):
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure()'s loss if given."""
         loss = self._closure_loss(closure)
+        c = self._const
         for group in self.param_groups:
             lr, alpha, eps, wd, mom = (group[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum"))
             for p in group["params"]:
@@ -49,16 +50,16 @@ class RMSprop(Optimizer):
                 state["step"] += 1
                 g = -p.grad if group["maximize"] else p.grad
                 if wd != 0:
-                    g = g + p * wd
-                sq = state["square_avg"].mul_(alpha).add_(g * g * (1 - alpha))
+                    g = g + p * c(wd, p)
+                sq = state["square_avg"] = state["square_avg"] * c(alpha, p) + g * g * c(1 - alpha, p)
                 if group["centered"]:
-                    ga = state["grad_avg"].lerp_(g, 1 - alpha)
-                    avg = (sq - ga * ga).sqrt() + eps
+                    ga = state["grad_avg"] = state["grad_avg"].lerp(g, c(1 - alpha, p))
+                    avg = (sq - ga * ga).sqrt() + c(eps, p)
                 else:
-                    avg = sq.sqrt() + eps
+                    avg = sq.sqrt() + c(eps, p)
                 if mom > 0:
-                    buf = state["momentum_buffer"].mul_(mom).add_(g / avg)
-                    p.sub_(buf * lr)
+                    buf = state["momentum_buffer"] = state["momentum_buffer"] * c(mom, p) + g / avg
+                    p.sub_(buf * c(lr, p))
                 else:
-                    p.sub_(g / avg * lr)
+                    p.sub_(g / avg * c(lr, p))
         return loss

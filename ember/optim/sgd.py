@@ -34,6 +34,7 @@ class SGD(Optimizer):
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure()'s loss if given."""
         loss = self._closure_loss(closure)
+        c = self._const
         for group in self.param_groups:
             lr, mom, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
             for p in group["params"]:
@@ -41,14 +42,15 @@ class SGD(Optimizer):
                     continue
                 g = -p.grad if group["maximize"] else p.grad
                 if wd != 0:
-                    g = g + p * wd
+                    g = g + p * c(wd, p)
                 if mom != 0:
                     state = self.state.setdefault(p, {})
                     buf = state.get("momentum_buffer")
                     if buf is None:
                         buf = state["momentum_buffer"] = g.clone()
                     else:
-                        buf.mul_(mom).add_(g if damp == 0 else g * (1 - damp))
-                    g = g + buf * mom if group["nesterov"] else buf
-                p.sub_(g * lr)
+                        buf = state["momentum_buffer"] = buf * c(mom, p) + (g if damp == 0 else
+                                                                               g * c(1 - damp, p))
+                    g = g + buf * c(mom, p) if group["nesterov"] else buf
+                p.sub_(g * c(lr, p))
         return loss

@@ -2,7 +2,6 @@
 same batches as the main process, worker errors, and shutdown."""
 
 import collections
-import os
 import time
 
 import numpy as np
@@ -13,56 +12,13 @@ import ember
 from ember.data import (
     BatchSampler,
     DataLoader,
-    Dataset,
-    IterableDataset,
     SequentialSampler,
     TensorDataset,
     default_collate,
     get_worker_info,
 )
-from ember.data import transforms as T
 
-
-class Squares(Dataset):
-    """Sample i: (a (2, 3) float32 array of i, i*i as int, a random draw through ember.random, a
-    randomly flipped image): randomness makes the worker/main-process comparison strict."""
-
-    def __init__(self, n=23):
-        self.n = n
-        self.flip = T.RandomHorizontalFlip(0.5)
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        img = self.flip(ember.from_numpy(np.arange(6, dtype=np.float32).reshape(1, 2, 3) + i))
-        return np.full((2, 3), i, np.float32), i * i, float(ember.rand(()).item()), img
-
-
-class Failing(Dataset):
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, i):
-        if i == 5:
-            raise_deep_in_dataset(i)
-        return i
-
-
-def raise_deep_in_dataset(i):
-    raise ValueError(f"sample {i} is corrupt")
-
-
-class Stream(IterableDataset):
-    """0..n-1, each worker taking every num_workers-th item."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __iter__(self):
-        info = get_worker_info()
-        start, step = (0, 1) if info is None else (info.id, info.num_workers)
-        return iter(range(start, self.n, step))
+from .loader_datasets import DiesInWorker, Failing, Squares, Stream
 
 
 def _materialise(loader):
@@ -178,9 +134,13 @@ def test_two_workers_give_exactly_the_single_process_batches():
     ember.manual_seed(123)
     single = _materialise(DataLoader(Squares(), batch_size=4, shuffle=True))
     ember.manual_seed(123)
-    loader = DataLoader(Squares(), batch_size=4, shuffle=True, num_workers=2, prefetch_factor=3,
+    loader = DataLoader(Squares(), batch_size=4, shuffle=True, num_workers=2, prefetch_factor=2,
                         worker_init_fn=_record_worker)
-    multi = _materialise(loader)
+    it = iter(loader)
+    assert it._send_idx == 4  # prefetch_factor * num_workers batches in flight, of 6
+    first = next(it)
+    assert it._send_idx == 5
+    multi = _materialise([first, *it])
     _assert_same_batches(single, multi)
     labels = sorted(int(np.sqrt(v)) for b in multi for v in b[1])
     assert labels == list(range(23)) and [int(np.sqrt(v)) for v in multi[0][1]] != [0, 1, 2, 3]
@@ -216,16 +176,6 @@ def test_iterable_dataset_with_persistent_workers_over_two_epochs():
     assert all(p.is_alive() for p in it._w.procs)
     it._shutdown()
     assert all(not p.is_alive() for p in it._w.procs)
-
-
-class DiesInWorker(Dataset):
-    def __len__(self):
-        return 4
-
-    def __getitem__(self, i):
-        if get_worker_info() is not None and i == 2:
-            os._exit(3)
-        return i
 
 
 def test_abandoned_iterator_shuts_down_and_dead_worker_is_reported():

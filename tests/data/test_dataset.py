@@ -8,6 +8,7 @@ from ember.data import (
     BatchSampler,
     ConcatDataset,
     Dataset,
+    DistributedSampler,
     RandomSampler,
     SequentialSampler,
     Subset,
@@ -135,3 +136,23 @@ def test_batch_sampler_groups_and_drops_last():
     assert len(BatchSampler(SequentialSampler(Range(7)), 3, True)) == 2
     with pytest.raises(ValueError, match="batch_size"):
         BatchSampler(range(3), 0, False)
+
+
+def test_distributed_sampler_shards_cover_the_dataset_like_torch():
+    import torch
+    n, world = 10, 3
+    shards = [list(DistributedSampler(Range(n), num_replicas=world, rank=r, shuffle=False))
+              for r in range(world)]
+    want = [list(torch.utils.data.DistributedSampler(range(n), num_replicas=world, rank=r, shuffle=False))
+            for r in range(world)]
+    assert shards == want  # padding repeats the first indices, as in torch
+    s = [DistributedSampler(Range(n), num_replicas=world, rank=r, seed=3, drop_last=True)
+         for r in range(world)]
+    parts = [list(x) for x in s]
+    flat = sum(parts, [])
+    assert all(len(p) == 3 for p in parts) and len(set(flat)) == 9
+    for x in s:
+        x.set_epoch(1)
+    assert [list(x) for x in s] != parts
+    with pytest.raises(ValueError, match="rank"):
+        DistributedSampler(Range(n), num_replicas=2, rank=2)

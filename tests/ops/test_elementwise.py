@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from helpers import check_op, gradcheck, gradgradcheck
 
 import ember
-from helpers import check_op, gradcheck, gradgradcheck
 
 
 def F(t):
@@ -46,10 +46,10 @@ UNARY = [
     ("clamp", lambda t, x: x.clamp(-0.5, 0.7), (-2, 2)),
     ("clamp_min", lambda t, x: x.clamp(min=-0.5), (-2, 2)),
     ("clamp_max", lambda t, x: x.clamp(max=0.3), (-2, 2)),
-    ("pow_scalar", lambda t, x: x ** 3, (-2, 2)),
-    ("pow_half", lambda t, x: x ** 0.5, (0.1, 3)),
-    ("pow_square", lambda t, x: x ** 2, (-2, 2)),
-    ("rpow", lambda t, x: 2.0 ** x, (-2, 2)),
+    ("pow_scalar", lambda t, x: x**3, (-2, 2)),
+    ("pow_half", lambda t, x: x**0.5, (0.1, 3)),
+    ("pow_square", lambda t, x: x**2, (-2, 2)),
+    ("rpow", lambda t, x: 2.0**x, (-2, 2)),
     ("scalar_ops", lambda t, x: (3 - x) * 2 / (x + 5) - 1, (-2, 2)),
     ("rdiv", lambda t, x: 1.5 / x, (0.2, 2)),
     ("floor", lambda t, x: x.floor(), (-2, 2)),
@@ -78,13 +78,36 @@ def test_unary_gradcheck_noncontiguous(name, fn, dom):
 
 
 # piecewise-linear ops: their gradient does not depend on the input, so there is no second derivative
-LINEAR = {"neg", "abs", "sign", "relu", "leaky_relu", "clamp", "clamp_min", "clamp_max", "floor", "ceil", "round",
-          "trunc", "add", "add_alpha", "sub", "sub_alpha", "remainder", "maximum", "minimum", "max_binary", "where",
-          "lerp_scalar", "clamp_tensor"}
+LINEAR = {
+    "neg",
+    "abs",
+    "sign",
+    "relu",
+    "leaky_relu",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "add",
+    "add_alpha",
+    "sub",
+    "sub_alpha",
+    "remainder",
+    "maximum",
+    "minimum",
+    "max_binary",
+    "where",
+    "lerp_scalar",
+    "clamp_tensor",
+}
 
 
-@pytest.mark.parametrize("name,fn,dom", [u for u in UNARY if u[0] not in LINEAR],
-                         ids=[u[0] for u in UNARY if u[0] not in LINEAR])
+@pytest.mark.parametrize(
+    "name,fn,dom", [u for u in UNARY if u[0] not in LINEAR], ids=[u[0] for u in UNARY if u[0] not in LINEAR]
+)
 def test_unary_gradgradcheck(name, fn, dom):
     gradgradcheck(lambda x: fn(ember, x), [rand((2, 3), *dom, seed=2)], atol=1e-5)
 
@@ -97,7 +120,7 @@ BINARY = [
     ("sub_alpha", lambda t, a, b: t.sub(a, b, alpha=0.5), (-2, 2), (-2, 2)),
     ("mul", lambda t, a, b: a * b, (-2, 2), (-2, 2)),
     ("div", lambda t, a, b: a / b, (-2, 2), (0.5, 2)),
-    ("pow", lambda t, a, b: a ** b, (0.2, 2), (-2, 2)),
+    ("pow", lambda t, a, b: a**b, (0.2, 2), (-2, 2)),
     ("remainder", lambda t, a, b: a % b, (-3, 3), (0.7, 2)),
     ("maximum", lambda t, a, b: t.maximum(a, b), (-2, 2), (-2, 2)),
     ("minimum", lambda t, a, b: t.minimum(a, b), (-2, 2), (-2, 2)),
@@ -109,8 +132,15 @@ BINARY = [
     ("addcmul", lambda t, a, b: a.addcmul(b, b, value=0.5), (-2, 2), (-2, 2)),
 ]
 BINARY_IDS = [b[0] for b in BINARY]
-BROADCAST_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((), (3,)), ((0, 4), (4,)),
-                    ((1,), (2, 1)), ((5,), ())]
+BROADCAST_SHAPES = [
+    ((3, 4), (3, 4)),
+    ((3, 4), (4,)),
+    ((2, 1, 4), (3, 1)),
+    ((), (3,)),
+    ((0, 4), (4,)),
+    ((1,), (2, 1)),
+    ((5,), ()),
+]
 
 
 @pytest.mark.parametrize("name,fn,da,db", BINARY, ids=BINARY_IDS)
@@ -120,25 +150,37 @@ def test_binary_matches_torch(name, fn, da, db, sa, sb):
 
 
 @pytest.mark.parametrize("name,fn,da,db", BINARY, ids=BINARY_IDS)
-@pytest.mark.parametrize("sa,sb", [((2, 3), (2, 3)), ((2, 1, 3), (2, 1)), ((), (3,)), ((0, 2), (2,))], ids=str)
+@pytest.mark.parametrize(
+    "sa,sb", [((2, 3), (2, 3)), ((2, 1, 3), (2, 1)), ((), (3,)), ((0, 2), (2,))], ids=str
+)
 def test_binary_gradcheck(name, fn, da, db, sa, sb):
     gradcheck(lambda a, b: fn(ember, a, b), [rand(sa, *da), rand(sb, *db, seed=1)])
 
 
 @pytest.mark.parametrize("name,fn,da,db", BINARY, ids=BINARY_IDS)
 def test_binary_gradcheck_noncontiguous(name, fn, da, db):
-    gradcheck(lambda a, b: fn(ember, a.permute(1, 0, 2)[:, 1:], b.mT), [rand((3, 3, 2), *da), rand((2, 2), *db)])
+    gradcheck(
+        lambda a, b: fn(ember, a.permute(1, 0, 2)[:, 1:], b.mT), [rand((3, 3, 2), *da), rand((2, 2), *db)]
+    )
 
 
-@pytest.mark.parametrize("name,fn,da,db", [b for b in BINARY if b[0] not in LINEAR],
-                         ids=[b[0] for b in BINARY if b[0] not in LINEAR])
+@pytest.mark.parametrize(
+    "name,fn,da,db",
+    [b for b in BINARY if b[0] not in LINEAR],
+    ids=[b[0] for b in BINARY if b[0] not in LINEAR],
+)
 def test_binary_gradgradcheck(name, fn, da, db):
-    gradgradcheck(lambda a, b: fn(ember, a, b), [rand((2, 3), *da, seed=3), rand((3,), *db, seed=4)], atol=1e-5)
+    gradgradcheck(
+        lambda a, b: fn(ember, a, b), [rand((2, 3), *da, seed=3), rand((3,), *db, seed=4)], atol=1e-5
+    )
 
 
 def test_max_min_ties_split_gradient_evenly():
-    check_op(lambda t, a, b: t.maximum(a, b) + t.minimum(a, b) * 2, shapes=None,
-             inputs=[np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 3.0])])
+    check_op(
+        lambda t, a, b: t.maximum(a, b) + t.minimum(a, b) * 2,
+        shapes=None,
+        inputs=[np.array([1.0, 2.0, 3.0]), np.array([1.0, 0.0, 3.0])],
+    )
 
 
 def test_clamp_gradient_passes_at_the_bounds():
@@ -148,8 +190,13 @@ def test_clamp_gradient_passes_at_the_bounds():
 def test_floor_divide_and_remainder_match_python_semantics():
     a = np.array([-7, -3, 0, 3, 7])
     b = np.array([2, -2, 3, -4, 5])
-    for fn in (lambda t, x, y: x // y, lambda t, x, y: x % y, lambda t, x, y: t.div(x, y, rounding_mode="trunc"),
-               lambda t, x, y: t.div(x, y, rounding_mode="floor"), lambda t, x, y: x / y):
+    for fn in (
+        lambda t, x, y: x // y,
+        lambda t, x, y: x % y,
+        lambda t, x, y: t.div(x, y, rounding_mode="trunc"),
+        lambda t, x, y: t.div(x, y, rounding_mode="floor"),
+        lambda t, x, y: x / y,
+    ):
         e = fn(ember, ember.tensor(a), ember.tensor(b))
         r = fn(torch, torch.tensor(a), torch.tensor(b))
         assert e.dtype.name == str(r.dtype).split(".")[1]
@@ -165,22 +212,40 @@ def test_gelu_exact_is_accurate_in_float32_and_float64():
 
 def test_special_values():
     x = np.array([-np.inf, -50.0, -0.0, 0.0, 50.0, np.inf, np.nan])
-    for fn in (lambda t, v: v.sigmoid(), lambda t, v: v.tanh(), lambda t, v: v.exp(), lambda t, v: v.erf(),
-               lambda t, v: F(t).softplus(v), lambda t, v: F(t).silu(v), lambda t, v: v.relu(),
-               lambda t, v: F(t).gelu(v, approximate="tanh"), lambda t, v: F(t).elu(v), lambda t, v: v.abs()):
+    for fn in (
+        lambda t, v: v.sigmoid(),
+        lambda t, v: v.tanh(),
+        lambda t, v: v.exp(),
+        lambda t, v: v.erf(),
+        lambda t, v: F(t).softplus(v),
+        lambda t, v: F(t).silu(v),
+        lambda t, v: v.relu(),
+        lambda t, v: F(t).gelu(v, approximate="tanh"),
+        lambda t, v: F(t).elu(v),
+        lambda t, v: v.abs(),
+    ):
         check_op(fn, shapes=None, inputs=[x], grad=False)
 
 
 # --- comparisons and logic ------------------------------------------------------------------
 
 COMPARE = [
-    ("eq", lambda t, a, b: a == b), ("ne", lambda t, a, b: a != b), ("lt", lambda t, a, b: a < b),
-    ("le", lambda t, a, b: a <= b), ("gt", lambda t, a, b: a > b), ("ge", lambda t, a, b: a >= b),
-    ("logical_and", lambda t, a, b: t.logical_and(a > 0, b)), ("logical_or", lambda t, a, b: t.logical_or(a, b)),
-    ("logical_xor", lambda t, a, b: t.logical_xor(a > 0, b > 0)), ("logical_not", lambda t, a, b: t.logical_not(a)),
-    ("isnan", lambda t, a, b: t.isnan(a / b)), ("isinf", lambda t, a, b: t.isinf(a / b)),
-    ("isfinite", lambda t, a, b: t.isfinite(a / b)), ("and", lambda t, a, b: (a > 0) & (b > 0)),
-    ("or", lambda t, a, b: (a > 0) | (b < 0)), ("xor", lambda t, a, b: (a > 0) ^ (b < 0)),
+    ("eq", lambda t, a, b: a == b),
+    ("ne", lambda t, a, b: a != b),
+    ("lt", lambda t, a, b: a < b),
+    ("le", lambda t, a, b: a <= b),
+    ("gt", lambda t, a, b: a > b),
+    ("ge", lambda t, a, b: a >= b),
+    ("logical_and", lambda t, a, b: t.logical_and(a > 0, b)),
+    ("logical_or", lambda t, a, b: t.logical_or(a, b)),
+    ("logical_xor", lambda t, a, b: t.logical_xor(a > 0, b > 0)),
+    ("logical_not", lambda t, a, b: t.logical_not(a)),
+    ("isnan", lambda t, a, b: t.isnan(a / b)),
+    ("isinf", lambda t, a, b: t.isinf(a / b)),
+    ("isfinite", lambda t, a, b: t.isfinite(a / b)),
+    ("and", lambda t, a, b: (a > 0) & (b > 0)),
+    ("or", lambda t, a, b: (a > 0) | (b < 0)),
+    ("xor", lambda t, a, b: (a > 0) ^ (b < 0)),
     ("invert", lambda t, a, b: ~(a > b)),
 ]
 
@@ -202,8 +267,9 @@ def test_comparison_with_grad_input_has_no_grad():
 def test_integer_bitwise_ops():
     a, b = np.array([5, 3, -8]), np.array([3, 6, 1])
     for fn in (lambda x, y: x & y, lambda x, y: x | y, lambda x, y: x ^ y, lambda x, y: ~x):
-        np.testing.assert_array_equal(fn(ember.tensor(a), ember.tensor(b)).numpy(),
-                                      fn(torch.tensor(a), torch.tensor(b)).numpy())
+        np.testing.assert_array_equal(
+            fn(ember.tensor(a), ember.tensor(b)).numpy(), fn(torch.tensor(a), torch.tensor(b)).numpy()
+        )
 
 
 # --- type promotion -------------------------------------------------------------------------
@@ -260,7 +326,9 @@ def test_promotion_examples_from_the_issue():
     assert (ember.ones(2, dtype=ember.float16) + ember.ones(2, dtype=ember.bfloat16)).dtype is ember.float32
     # a 0-dim tensor of a higher category decides; of the same category it does not
     assert (i + ember.tensor(2.0, dtype=ember.float64)).dtype is ember.float64
-    assert (ember.ones(2, dtype=ember.float16) + ember.tensor(2.0, dtype=ember.float64)).dtype is ember.float16
+    assert (
+        ember.ones(2, dtype=ember.float16) + ember.tensor(2.0, dtype=ember.float64)
+    ).dtype is ember.float16
     assert (ember.ones(2, dtype=ember.int8) + 1000).dtype is ember.int8
 
 
@@ -280,22 +348,36 @@ def test_cast_is_differentiable_between_floats():
 
 # --- errors ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fn,op", [
-    (lambda a, b: a + b, "add"), (lambda a, b: a * b, "mul"), (lambda a, b: a - b, "sub"),
-    (lambda a, b: a / b, "div"), (lambda a, b: ember.maximum(a, b), "maximum"),
-    (lambda a, b: ember.where(a > 0, a, b), "where"), (lambda a, b: a < b, "lt"), (lambda a, b: a ** b, "pow"),
-])
+
+@pytest.mark.parametrize(
+    "fn,op",
+    [
+        (lambda a, b: a + b, "add"),
+        (lambda a, b: a * b, "mul"),
+        (lambda a, b: a - b, "sub"),
+        (lambda a, b: a / b, "div"),
+        (lambda a, b: ember.maximum(a, b), "maximum"),
+        (lambda a, b: ember.where(a > 0, a, b), "where"),
+        (lambda a, b: a < b, "lt"),
+        (lambda a, b: a**b, "pow"),
+    ],
+)
 def test_broadcast_error_names_the_op_and_shapes(fn, op):
     shapes = r"\(2, 3\) and \(2, 3\) and \(4,\)" if op == "where" else r"\(2, 3\) and \(4,\)"
-    with pytest.raises(ember.ShapeError, match=rf"^{op}: shapes {shapes} cannot be broadcast: "
-                                               r"dimension -1 is 3 in one and 4 in another"):
+    with pytest.raises(
+        ember.ShapeError,
+        match=rf"^{op}: shapes {shapes} cannot be broadcast: "
+        r"dimension -1 is 3 in one and 4 in another",
+    ):
         fn(ember.ones(2, 3), ember.ones(4))
 
 
 def test_dtype_errors():
     with pytest.raises(ember.DTypeError, match="where: condition must be a bool tensor"):
         ember.where(ember.ones(2), ember.ones(2), ember.ones(2))
-    with pytest.raises(ember.DTypeError, match="bitwise_and: needs bool or integer tensors, got ember.float32"):
+    with pytest.raises(
+        ember.DTypeError, match="bitwise_and: needs bool or integer tensors, got ember.float32"
+    ):
         ember.ones(2) & ember.ones(2)
     with pytest.raises(ember.DTypeError, match="sub: subtracting two bool tensors is not supported"):
         ember.tensor([True]) - ember.tensor([False])
@@ -315,7 +397,7 @@ INPLACE = [
     ("sub_", lambda x: x.sub_(1.5), lambda x: x - 1.5),
     ("mul_", lambda x: x.mul_(3.0), lambda x: x * 3.0),
     ("div_", lambda x: x.div_(4.0), lambda x: x / 4.0),
-    ("pow_", lambda x: x.pow_(2), lambda x: x ** 2),
+    ("pow_", lambda x: x.pow_(2), lambda x: x**2),
     ("neg_", lambda x: x.neg_(), lambda x: -x),
     ("clamp_", lambda x: x.clamp_(-0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5)),
     ("exp_", lambda x: x.exp_(), np.exp),
@@ -325,7 +407,11 @@ INPLACE = [
     ("imul", lambda x: x.__imul__(2.0), lambda x: x * 2.0),
     ("zero_", lambda x: x.zero_(), np.zeros_like),
     ("fill_", lambda x: x.fill_(7.0), lambda x: np.full_like(x, 7.0)),
-    ("copy_", lambda x: x.copy_(ember.tensor([1.0, 2.0, 3.0])), lambda x: np.broadcast_to([1.0, 2.0, 3.0], x.shape)),
+    (
+        "copy_",
+        lambda x: x.copy_(ember.tensor([1.0, 2.0, 3.0])),
+        lambda x: np.broadcast_to([1.0, 2.0, 3.0], x.shape),
+    ),
     ("masked_fill_", lambda x: x.masked_fill_(x > 0, 0.0), lambda x: np.where(x > 0, 0.0, x)),
     ("lerp_", lambda x: x.lerp_(ember.ones(2, 3), 0.5), lambda x: (x + 1) / 2),
 ]
@@ -370,6 +456,7 @@ def test_inplace_on_nonleaf_records_the_gradient():
         h.add_(1.0)
         h.clamp_(max=2.0)
         return h.exp_()
+
     check_op(fn, shapes=[(3, 4)])
 
 
@@ -393,3 +480,19 @@ def test_inplace_cannot_change_dtype_or_shape():
         ember.ones(3).add_(ember.ones(2, 3))
     x.mul_(2)
     assert x.tolist() == [2, 4, 6]
+
+
+def test_inplace_under_no_grad_on_an_output_does_not_corrupt_its_backward():
+    x = ember.tensor([0.5, 1.0, 2.0], requires_grad=True)
+    y = x.exp()  # exp's backward reads its output
+    with ember.no_grad():
+        y.mul_(2.0)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), np.exp([0.5, 1.0, 2.0]), rtol=1e-6)
+    z = x.sigmoid()
+    with ember.no_grad():
+        z.reshape(3)[0] = 5.0  # through a view
+    x.grad = None
+    z.sum().backward()
+    s = 1 / (1 + np.exp(-np.array([0.5, 1.0, 2.0])))
+    np.testing.assert_allclose(x.grad.numpy(), s * (1 - s), rtol=1e-6)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from helpers import check_op, gradcheck, gradgradcheck
 
 import ember
-from helpers import check_op, gradcheck, gradgradcheck
 
 
 def rand(shape, low=-2.0, high=2.0, seed=0):
@@ -142,19 +142,26 @@ def test_setitem_on_a_tensor_that_requires_grad_is_refused():
 
 # --- errors -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key,msg", [
-    (3, "index 3 is out of bounds for dimension 0 with size 3"),
-    (-4, "index -4 is out of bounds for dimension 0 with size 3"),
-    ((0, 4), "index 4 is out of bounds for dimension 1 with size 4"),
-    ((Ellipsis, 5), "index 5 is out of bounds for dimension 2 with size 5"),
-    ((None, 0, 7), "index 7 is out of bounds for dimension 1 with size 4"),
-    ((0, 0, 0, 0), r"too many indices for a tensor of shape \(3, 4, 5\)"),
-    (lambda: ember.tensor([0, 3]), "index 3 is out of bounds for dimension 0 with size 3"),
-    (lambda: (0, ember.tensor([[1], [-5]])), "index -5 is out of bounds for dimension 1 with size 4"),
-    (lambda: ember.tensor([True, False]), r"mask of shape \(2,\) does not match the indexed shape \(3,\)"),
-    (lambda: ember.tensor([1.0]), "tensors used as indices must be integer or bool, got ember.float32"),
-    ("a", "unsupported index 'a'"),
-])
+
+@pytest.mark.parametrize(
+    "key,msg",
+    [
+        (3, "index 3 is out of bounds for dimension 0 with size 3"),
+        (-4, "index -4 is out of bounds for dimension 0 with size 3"),
+        ((0, 4), "index 4 is out of bounds for dimension 1 with size 4"),
+        ((Ellipsis, 5), "index 5 is out of bounds for dimension 2 with size 5"),
+        ((None, 0, 7), "index 7 is out of bounds for dimension 1 with size 4"),
+        ((0, 0, 0, 0), r"too many indices for a tensor of shape \(3, 4, 5\)"),
+        (lambda: ember.tensor([0, 3]), "index 3 is out of bounds for dimension 0 with size 3"),
+        (lambda: (0, ember.tensor([[1], [-5]])), "index -5 is out of bounds for dimension 1 with size 4"),
+        (
+            lambda: ember.tensor([True, False]),
+            r"mask of shape \(2,\) does not match the indexed shape \(3,\)",
+        ),
+        (lambda: ember.tensor([1.0]), "tensors used as indices must be integer or bool, got ember.float32"),
+        ("a", "unsupported index 'a'"),
+    ],
+)
 def test_index_errors_name_the_index(key, msg):
     x = ember.ones(3, 4, 5)
     k = key() if callable(key) else key
@@ -169,26 +176,63 @@ def test_setitem_shape_mismatch():
         ember.ones(2, 4)[0] = ember.ones(3)
 
 
-@pytest.mark.parametrize("call,err,msg", [
-    (lambda x: x.gather(1, ember.tensor([[4]])), ember.IndexingError,
-     "gather: index out of range for dimension 1 with size 4"),
-    (lambda x: x.gather(1, ember.tensor([0])), ember.ShapeError, "gather: index has 1 dims, expected 2"),
-    (lambda x: x.gather(1, ember.tensor([[0.0]])), ember.DTypeError, "gather: index must be an integer tensor"),
-    (lambda x: x.gather(2, ember.tensor([[0]])), ember.IndexingError, "gather: dimension 2 out of range"),
-    (lambda x: x.gather(1, ember.zeros(4, 1, dtype=ember.int64)), ember.ShapeError,
-     r"gather: index shape \(4, 1\) is larger than the input shape \(3, 4\) outside dimension 1"),
-    (lambda x: x.scatter(0, ember.tensor([[3]]), 1.0), ember.IndexingError,
-     "scatter: index out of range for dimension 0 with size 3"),
-    (lambda x: x.scatter_add(1, ember.tensor([[0, 1]]), ember.ones(1, 1)), ember.ShapeError,
-     r"scatter_add: index shape \(1, 2\) is larger than the src shape \(1, 1\)"),
-    (lambda x: x.index_select(0, ember.tensor([5])), ember.IndexingError,
-     "index_select: index out of range for dimension 0 of size 3"),
-    (lambda x: x.index_select(0, ember.tensor([[0]])), ember.IndexingError, "index_select: index must be a 1-D"),
-    (lambda x: x.masked_fill(ember.ones(4), 0.0), ember.DTypeError, "masked_fill: mask must be a bool tensor"),
-    (lambda x: x.masked_fill(ember.ones(2, 1, 4, dtype=ember.bool), 0.0), ember.ShapeError,
-     r"masked_fill: mask of shape \(2, 1, 4\) does not broadcast to the input's shape \(3, 4\)"),
-    (lambda x: x.masked_fill(ember.ones(5, dtype=ember.bool), 0.0), ember.ShapeError, "masked_fill: shapes"),
-])
+@pytest.mark.parametrize(
+    "call,err,msg",
+    [
+        (
+            lambda x: x.gather(1, ember.tensor([[4]])),
+            ember.IndexingError,
+            "gather: index out of range for dimension 1 with size 4",
+        ),
+        (lambda x: x.gather(1, ember.tensor([0])), ember.ShapeError, "gather: index has 1 dims, expected 2"),
+        (
+            lambda x: x.gather(1, ember.tensor([[0.0]])),
+            ember.DTypeError,
+            "gather: index must be an integer tensor",
+        ),
+        (lambda x: x.gather(2, ember.tensor([[0]])), ember.IndexingError, "gather: dimension 2 out of range"),
+        (
+            lambda x: x.gather(1, ember.zeros(4, 1, dtype=ember.int64)),
+            ember.ShapeError,
+            r"gather: index shape \(4, 1\) is larger than the input shape \(3, 4\) outside dimension 1",
+        ),
+        (
+            lambda x: x.scatter(0, ember.tensor([[3]]), 1.0),
+            ember.IndexingError,
+            "scatter: index out of range for dimension 0 with size 3",
+        ),
+        (
+            lambda x: x.scatter_add(1, ember.tensor([[0, 1]]), ember.ones(1, 1)),
+            ember.ShapeError,
+            r"scatter_add: index shape \(1, 2\) is larger than the src shape \(1, 1\)",
+        ),
+        (
+            lambda x: x.index_select(0, ember.tensor([5])),
+            ember.IndexingError,
+            "index_select: index out of range for dimension 0 of size 3",
+        ),
+        (
+            lambda x: x.index_select(0, ember.tensor([[0]])),
+            ember.IndexingError,
+            "index_select: index must be a 1-D",
+        ),
+        (
+            lambda x: x.masked_fill(ember.ones(4), 0.0),
+            ember.DTypeError,
+            "masked_fill: mask must be a bool tensor",
+        ),
+        (
+            lambda x: x.masked_fill(ember.ones(2, 1, 4, dtype=ember.bool), 0.0),
+            ember.ShapeError,
+            r"masked_fill: mask of shape \(2, 1, 4\) does not broadcast to the input's shape \(3, 4\)",
+        ),
+        (
+            lambda x: x.masked_fill(ember.ones(5, dtype=ember.bool), 0.0),
+            ember.ShapeError,
+            "masked_fill: shapes",
+        ),
+    ],
+)
 def test_gather_scatter_errors(call, err, msg):
     with pytest.raises(err, match=msg):
         call(ember.ones(3, 4))
@@ -205,5 +249,6 @@ def test_scatter_add_accumulates_duplicates_and_scatter_grads():
     # src larger than index: only its leading block is used (torch's backward fails on this case)
     gradcheck(lambda x, s: x.scatter(0, ember.tensor([[0, 1, 2, 0]]), s), [rand((3, 4)), rand((2, 5))])
     gradcheck(lambda x, s: x.scatter_add(1, ember.tensor(idx), s), [rand((2, 4)), rand((2, 3))])
-    gradgradcheck(lambda x, s: x.scatter_add(1, ember.tensor(idx), s * s) * x, [rand((2, 4)), rand((2, 3))],
-                  atol=1e-5)
+    gradgradcheck(
+        lambda x, s: x.scatter_add(1, ember.tensor(idx), s * s) * x, [rand((2, 4)), rand((2, 3))], atol=1e-5
+    )

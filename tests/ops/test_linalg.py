@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from helpers import check_op, gradcheck, gradgradcheck
 
 import ember
-from helpers import check_op, gradcheck, gradgradcheck
 
 
 def rand(shape, seed=0):
@@ -42,8 +42,11 @@ def test_matmul_gradcheck(sa, sb):
     gradcheck(lambda a, b: a @ b, [rand(sa), rand(sb, 1)])
 
 
-@pytest.mark.parametrize("sa,sb", [((3, 4), (4, 2)), ((4,), (4, 2)), ((2, 3, 4), (4, 2)), ((2, 3, 4), (2, 4, 2)),
-                                   ((3,), (3,))], ids=str)
+@pytest.mark.parametrize(
+    "sa,sb",
+    [((3, 4), (4, 2)), ((4,), (4, 2)), ((2, 3, 4), (4, 2)), ((2, 3, 4), (2, 4, 2)), ((3,), (3,))],
+    ids=str,
+)
 def test_matmul_gradgradcheck(sa, sb):
     gradgradcheck(lambda a, b: a @ b, [rand(sa), rand(sb, 1)], atol=1e-5)
 
@@ -62,31 +65,63 @@ def test_mm_bmm_dot_outer():
     check_op(lambda t, a, b: a.matmul(b) + b.__rmatmul__(a), shapes=[(3, 4), (4, 2)])
 
 
-@pytest.mark.parametrize("da,db", [("int64", "int64"), ("int32", "int64"), ("float64", "float64"),
-                                   ("float32", "float64")])
+@pytest.mark.parametrize(
+    "da,db", [("int64", "int64"), ("int32", "int64"), ("float64", "float64"), ("float32", "float64")]
+)
 def test_matmul_dtypes(da, db):
     import torch
+
     a = np.arange(6).reshape(2, 3)
     e = ember.tensor(a).to(getattr(ember, da)) @ ember.tensor(a.T).to(getattr(ember, db))
-    r = torch.tensor(a).to(getattr(torch, da)) @ torch.tensor(a.T).to(getattr(torch, db)) if da == db else None
-    assert e.dtype is ember.result_type(ember.ones(1, dtype=getattr(ember, da)), ember.ones(1, dtype=getattr(ember, db)))
+    r = (
+        torch.tensor(a).to(getattr(torch, da)) @ torch.tensor(a.T).to(getattr(torch, db))
+        if da == db
+        else None
+    )
+    assert e.dtype is ember.result_type(
+        ember.ones(1, dtype=getattr(ember, da)), ember.ones(1, dtype=getattr(ember, db))
+    )
     np.testing.assert_array_equal(e.numpy(), a @ a.T)
     if r is not None:
         np.testing.assert_array_equal(e.numpy(), r.numpy())
 
 
-@pytest.mark.parametrize("call,msg", [
-    (lambda: ember.ones(2, 3) @ ember.ones(2, 3), r"^matmul: \(2, 3\) @ \(2, 3\): inner dimensions 3 and 2 differ"),
-    (lambda: ember.ones(3) @ ember.ones(4), r"^matmul: \(3,\) @ \(4,\): inner dimensions 3 and 4 differ"),
-    (lambda: ember.ones(2, 3) @ ember.ones(4), r"^matmul: \(2, 3\) @ \(4,\): inner dimensions 3 and 4 differ"),
-    (lambda: ember.ones(5) @ ember.ones(2, 4, 3), r"^matmul: \(5,\) @ \(2, 4, 3\): inner dimensions 5 and 4"),
-    (lambda: ember.ones(2, 3, 4) @ ember.ones(3, 4, 5), r"^matmul: shapes \(2,\) and \(3,\) cannot be broadcast"),
-    (lambda: ember.ones(2, 3, 4) @ ember.ones(0, 4, 5), r"^matmul: shapes \(2,\) and \(0,\) cannot be broadcast"),
-    (lambda: ember.ones(()) @ ember.ones(3), r"^matmul: both arguments need at least 1 dim, got \(\) and \(3,\)"),
-    (lambda: ember.mm(ember.ones(2, 3, 4), ember.ones(4, 2)), r"^mm: expects 2-D tensors, got \(2, 3, 4\)"),
-    (lambda: ember.bmm(ember.ones(3, 4), ember.ones(4, 2)), r"^bmm: expects 3-D tensors, got \(3, 4\)"),
-    (lambda: ember.dot(ember.ones(3, 4), ember.ones(4)), r"^dot: expects 1-D tensors, got \(3, 4\)"),
-])
+@pytest.mark.parametrize(
+    "call,msg",
+    [
+        (
+            lambda: ember.ones(2, 3) @ ember.ones(2, 3),
+            r"^matmul: \(2, 3\) @ \(2, 3\): inner dimensions 3 and 2 differ",
+        ),
+        (lambda: ember.ones(3) @ ember.ones(4), r"^matmul: \(3,\) @ \(4,\): inner dimensions 3 and 4 differ"),
+        (
+            lambda: ember.ones(2, 3) @ ember.ones(4),
+            r"^matmul: \(2, 3\) @ \(4,\): inner dimensions 3 and 4 differ",
+        ),
+        (
+            lambda: ember.ones(5) @ ember.ones(2, 4, 3),
+            r"^matmul: \(5,\) @ \(2, 4, 3\): inner dimensions 5 and 4",
+        ),
+        (
+            lambda: ember.ones(2, 3, 4) @ ember.ones(3, 4, 5),
+            r"^matmul: shapes \(2,\) and \(3,\) cannot be broadcast",
+        ),
+        (
+            lambda: ember.ones(2, 3, 4) @ ember.ones(0, 4, 5),
+            r"^matmul: shapes \(2,\) and \(0,\) cannot be broadcast",
+        ),
+        (
+            lambda: ember.ones(()) @ ember.ones(3),
+            r"^matmul: both arguments need at least 1 dim, got \(\) and \(3,\)",
+        ),
+        (
+            lambda: ember.mm(ember.ones(2, 3, 4), ember.ones(4, 2)),
+            r"^mm: expects 2-D tensors, got \(2, 3, 4\)",
+        ),
+        (lambda: ember.bmm(ember.ones(3, 4), ember.ones(4, 2)), r"^bmm: expects 3-D tensors, got \(3, 4\)"),
+        (lambda: ember.dot(ember.ones(3, 4), ember.ones(4)), r"^dot: expects 1-D tensors, got \(3, 4\)"),
+    ],
+)
 def test_matmul_errors(call, msg):
     with pytest.raises(ember.ShapeError, match=msg):
         call()

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from helpers import check_op, gradcheck, gradgradcheck
 
 import ember
-from helpers import check_op, gradcheck, gradgradcheck
 
 
 def rand(shape, low=-2.0, high=2.0, seed=0):
@@ -81,7 +81,11 @@ MOVEMENT = [
     ("take_along_dim", lambda t, x: t.take_along_dim(x, _idx(t, [[0], [3], [1]]), 1), (3, 4)),
     ("scatter", lambda t, x: x.scatter(1, _idx(t, [[0, 2], [3, 1], [1, 0]]), x[:, :2] * 2), (3, 4)),
     ("scatter_value", lambda t, x: x.scatter(0, _idx(t, [[0, 2, 1, 0]]), 1.5), (3, 4)),
-    ("scatter_add", lambda t, x: x.scatter_add(1, _idx(t, [[0, 0], [3, 1], [1, 1]]), x[:, 1:3].exp()), (3, 4)),
+    (
+        "scatter_add",
+        lambda t, x: x.scatter_add(1, _idx(t, [[0, 0], [3, 1], [1, 1]]), x[:, 1:3].exp()),
+        (3, 4),
+    ),
     ("masked_fill", lambda t, x: x.masked_fill(x > 0.5, -1.0), (3, 4)),
     ("masked_fill_bcast", lambda t, x: x.masked_fill(_idx(t, [True, False, False, True]), 2.0), (3, 4)),
     ("split", lambda t, x: x.split(2, 1), (3, 5)),
@@ -100,7 +104,9 @@ def test_movement_matches_torch(name, fn, shape):
 
 
 # torch's view refuses non-contiguous inputs (ember's copies)
-@pytest.mark.parametrize("name,fn,shape", [m for m in MOVEMENT if m[0] != "view"], ids=[i for i in IDS if i != "view"])
+@pytest.mark.parametrize(
+    "name,fn,shape", [m for m in MOVEMENT if m[0] != "view"], ids=[i for i in IDS if i != "view"]
+)
 def test_movement_matches_torch_on_noncontiguous_input(name, fn, shape):
     check_op(fn, shapes=[shape], noncontiguous=True)
 
@@ -110,8 +116,9 @@ def test_movement_gradcheck(name, fn, shape):
     gradcheck(lambda x: fn(ember, x), [rand(shape)])
 
 
-@pytest.mark.parametrize("name,fn,shape", [m for m in MOVEMENT if len(m[2]) >= 2], ids=[m[0] for m in MOVEMENT
-                                                                                      if len(m[2]) >= 2])
+@pytest.mark.parametrize(
+    "name,fn,shape", [m for m in MOVEMENT if len(m[2]) >= 2], ids=[m[0] for m in MOVEMENT if len(m[2]) >= 2]
+)
 def test_movement_gradgradcheck(name, fn, shape):
     # multiply by the input so the first gradient depends on it
     gradgradcheck(lambda x: [o * o for o in _outs(fn(ember, x))], [rand(shape, seed=5)], atol=1e-5)
@@ -150,8 +157,20 @@ def test_cat_promotes_dtypes():
 
 def test_reshape_transpose_and_slices_are_views():
     x = ember.arange(12.0).reshape(3, 4)
-    for v in (x.reshape(4, 3), x.T, x.permute(1, 0), x[1], x[:, 1:3], x.unsqueeze(0), x.expand(2, 3, 4),
-              x.narrow(0, 1, 1), x.flatten(), x.squeeze(), x.split(2, 1)[1], x.unbind(0)[2]):
+    for v in (
+        x.reshape(4, 3),
+        x.T,
+        x.permute(1, 0),
+        x[1],
+        x[:, 1:3],
+        x.unsqueeze(0),
+        x.expand(2, 3, 4),
+        x.narrow(0, 1, 1),
+        x.flatten(),
+        x.squeeze(),
+        x.split(2, 1)[1],
+        x.unbind(0)[2],
+    ):
         assert np.shares_memory(v._data, x._data) and v._vc is x._vc
 
 
@@ -189,40 +208,70 @@ def test_expand_of_zero_size_and_repeat_zero():
     check_op(lambda t, x: x.split(2, 0), shapes=[(0, 3)])
 
 
-@pytest.mark.parametrize("call,err,msg", [
-    (lambda x: x.reshape(5, 5), ember.ShapeError, r"reshape: shape \(5, 5\) is invalid for input of size 24"),
-    (lambda x: x.reshape(-1, -1), ember.ShapeError, "reshape: only one dimension can be -1"),
-    (lambda x: x.view(7, -1), ember.ShapeError, r"view: shape \(7, -1\) is invalid for input of size 24"),
-    (lambda x: x.permute(0, 1), ember.ShapeError, r"permute: dims \(0, 1\) are not a permutation"),
-    (lambda x: x.permute(0, 1, 1), ember.ShapeError, r"permute: dims \(0, 1, 1\) are not a permutation"),
-    (lambda x: x.transpose(0, 3), ember.IndexingError, "transpose: dimension 3 out of range"),
-    (lambda x: x.expand(2, 5, 4), ember.ShapeError, r"expand: the size 3 of dimension 1 of \(2, 3, 4\) must match"),
-    (lambda x: x.expand(3, 4), ember.ShapeError, "expand: target"),
-    (lambda x: x.squeeze(3), ember.IndexingError, "squeeze: dimension 3 out of range"),
-    (lambda x: x.unsqueeze(4), ember.IndexingError, "unsqueeze: dimension 4 out of range"),
-    (lambda x: x.flatten(0, 5), ember.IndexingError, "flatten: dimension 5 out of range"),
-    (lambda x: x.unflatten(1, (2, 2)), ember.ShapeError, r"unflatten: shape \(2, 2\) is invalid for input of size 3"),
-    (lambda x: ember.cat([x, ember.ones(2, 4, 4)]), ember.ShapeError,
-     r"cat: tensor 1 has shape \(2, 4, 4\), which does not match \(2, 3, 4\) outside dimension 0"),
-    (lambda x: ember.cat([x, ember.ones(2, 3)]), ember.ShapeError, "cat: tensor 1 has shape"),
-    (lambda x: ember.cat([]), ember.ShapeError, "cat: expected a non-empty list"),
-    (lambda x: ember.cat([x], 3), ember.IndexingError, "cat: dimension 3 out of range"),
-    (lambda x: ember.stack([x, x[0]]), ember.ShapeError, r"stack: tensor 1 has shape \(3, 4\), expected"),
-    (lambda x: x.split([1, 1], 1), ember.ShapeError, r"split: sections \[1, 1\] sum to 2, but dimension 1 has "
-                                                     "size 3"),
-    (lambda x: x.t(), ember.ShapeError, r"t: expects a tensor with <= 2 dims"),
-    (lambda x: x[0, 0].tril(), ember.ShapeError, "tril: needs at least 2 dims"),
-    (lambda x: ember.pad(x, (1,)), ember.ShapeError, "pad: expected an even number of paddings"),
-    (lambda x: ember.pad(x, (4, 0), mode="reflect"), ember.ShapeError, r"pad: reflect padding \(4, 0\) must be "
-                                                                       "smaller than the dimension size 4"),
-    (lambda x: ember.pad(x, (1, 0), mode="wrap"), ValueError, "pad: mode must be"),
-    (lambda x: x.roll(1, 3), ember.IndexingError, "roll: dimension 3 out of range"),
-    (lambda x: x.flip(3), ember.IndexingError, "flip: dimension 3 out of range"),
-    (lambda x: x.repeat(2), ember.ShapeError, "repeat: got 1 repeat counts for a tensor with 3 dims"),
-    (lambda x: x.movedim(0, 3), ember.IndexingError, "movedim: dimension 3 out of range"),
-    (lambda x: x.chunk(0), ValueError, "chunk: chunks must be positive, got 0"),
-    (lambda x: x.narrow(1, 2, 2), ember.IndexingError, r"narrow: start 2 \+ length 2 exceeds dimension 1 of size 3"),
-])
+@pytest.mark.parametrize(
+    "call,err,msg",
+    [
+        (
+            lambda x: x.reshape(5, 5),
+            ember.ShapeError,
+            r"reshape: shape \(5, 5\) is invalid for input of size 24",
+        ),
+        (lambda x: x.reshape(-1, -1), ember.ShapeError, "reshape: only one dimension can be -1"),
+        (lambda x: x.view(7, -1), ember.ShapeError, r"view: shape \(7, -1\) is invalid for input of size 24"),
+        (lambda x: x.permute(0, 1), ember.ShapeError, r"permute: dims \(0, 1\) are not a permutation"),
+        (lambda x: x.permute(0, 1, 1), ember.ShapeError, r"permute: dims \(0, 1, 1\) are not a permutation"),
+        (lambda x: x.transpose(0, 3), ember.IndexingError, "transpose: dimension 3 out of range"),
+        (
+            lambda x: x.expand(2, 5, 4),
+            ember.ShapeError,
+            r"expand: the size 3 of dimension 1 of \(2, 3, 4\) must match",
+        ),
+        (lambda x: x.expand(3, 4), ember.ShapeError, "expand: target"),
+        (lambda x: x.squeeze(3), ember.IndexingError, "squeeze: dimension 3 out of range"),
+        (lambda x: x.unsqueeze(4), ember.IndexingError, "unsqueeze: dimension 4 out of range"),
+        (lambda x: x.flatten(0, 5), ember.IndexingError, "flatten: dimension 5 out of range"),
+        (
+            lambda x: x.unflatten(1, (2, 2)),
+            ember.ShapeError,
+            r"unflatten: shape \(2, 2\) is invalid for input of size 3",
+        ),
+        (
+            lambda x: ember.cat([x, ember.ones(2, 4, 4)]),
+            ember.ShapeError,
+            r"cat: tensor 1 has shape \(2, 4, 4\), which does not match \(2, 3, 4\) outside dimension 0",
+        ),
+        (lambda x: ember.cat([x, ember.ones(2, 3)]), ember.ShapeError, "cat: tensor 1 has shape"),
+        (lambda x: ember.cat([]), ember.ShapeError, "cat: expected a non-empty list"),
+        (lambda x: ember.cat([x], 3), ember.IndexingError, "cat: dimension 3 out of range"),
+        (lambda x: ember.stack([x, x[0]]), ember.ShapeError, r"stack: tensor 1 has shape \(3, 4\), expected"),
+        (
+            lambda x: x.split([1, 1], 1),
+            ember.ShapeError,
+            r"split: sections \[1, 1\] sum to 2, but dimension 1 has "
+            "size 3",
+        ),
+        (lambda x: x.t(), ember.ShapeError, r"t: expects a tensor with <= 2 dims"),
+        (lambda x: x[0, 0].tril(), ember.ShapeError, "tril: needs at least 2 dims"),
+        (lambda x: ember.pad(x, (1,)), ember.ShapeError, "pad: expected an even number of paddings"),
+        (
+            lambda x: ember.pad(x, (4, 0), mode="reflect"),
+            ember.ShapeError,
+            r"pad: reflect padding \(4, 0\) must be "
+            "smaller than the dimension size 4",
+        ),
+        (lambda x: ember.pad(x, (1, 0), mode="wrap"), ValueError, "pad: mode must be"),
+        (lambda x: x.roll(1, 3), ember.IndexingError, "roll: dimension 3 out of range"),
+        (lambda x: x.flip(3), ember.IndexingError, "flip: dimension 3 out of range"),
+        (lambda x: x.repeat(2), ember.ShapeError, "repeat: got 1 repeat counts for a tensor with 3 dims"),
+        (lambda x: x.movedim(0, 3), ember.IndexingError, "movedim: dimension 3 out of range"),
+        (lambda x: x.chunk(0), ValueError, "chunk: chunks must be positive, got 0"),
+        (
+            lambda x: x.narrow(1, 2, 2),
+            ember.IndexingError,
+            r"narrow: start 2 \+ length 2 exceeds dimension 1 of size 3",
+        ),
+    ],
+)
 def test_movement_errors(call, err, msg):
     with pytest.raises(err, match=msg):
         call(ember.ones(2, 3, 4))

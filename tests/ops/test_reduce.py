@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from helpers import check_op, gradcheck, gradgradcheck
 
 import ember
-from helpers import check_op, gradcheck, gradgradcheck
 
 
 def rand(shape, low=-2.0, high=2.0, seed=0):
@@ -32,17 +32,20 @@ INT_DIM_ONLY = {"prod"}
 DIMS = [None, 0, 1, -1, (0, 2), (-1, 0), (0, 1, 2)]
 
 
-@pytest.mark.parametrize("name,fn,dim", [(n, f, d) for n, f in REDUCTIONS for d in DIMS
-                                          if not (n in INT_DIM_ONLY and isinstance(d, tuple))],
-                         ids=lambda v: "" if callable(v) else str(v))
+@pytest.mark.parametrize(
+    "name,fn,dim",
+    [(n, f, d) for n, f in REDUCTIONS for d in DIMS if not (n in INT_DIM_ONLY and isinstance(d, tuple))],
+    ids=lambda v: "" if callable(v) else str(v),
+)
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_reduction_matches_torch(name, fn, dim, keepdim):
     check_op(lambda t, x: fn(t, x, dim, keepdim), shapes=[(2, 3, 4)])
 
 
 @pytest.mark.parametrize("name,fn", REDUCTIONS, ids=[r[0] for r in REDUCTIONS])
-@pytest.mark.parametrize("shape,dim", [((2, 3), 1), ((2, 3), (0, 1)), ((1, 4), 0), ((3, 1, 2), (0, 2)),
-                                       ((4,), 0)], ids=str)
+@pytest.mark.parametrize(
+    "shape,dim", [((2, 3), 1), ((2, 3), (0, 1)), ((1, 4), 0), ((3, 1, 2), (0, 2)), ((4,), 0)], ids=str
+)
 def test_reduction_gradcheck(name, fn, shape, dim):
     gradcheck(lambda x: fn(ember, x, dim, False), [rand(shape, 0.3, 2.0)])
 
@@ -53,8 +56,11 @@ def test_reduction_gradcheck_noncontiguous(name, fn):
 
 
 # sum, mean, amax, amin are linear away from ties: their gradient does not depend on the input
-@pytest.mark.parametrize("name,fn", [r for r in REDUCTIONS if r[0] not in ("sum", "mean", "amax", "amin")],
-                         ids=[r[0] for r in REDUCTIONS if r[0] not in ("sum", "mean", "amax", "amin")])
+@pytest.mark.parametrize(
+    "name,fn",
+    [r for r in REDUCTIONS if r[0] not in ("sum", "mean", "amax", "amin")],
+    ids=[r[0] for r in REDUCTIONS if r[0] not in ("sum", "mean", "amax", "amin")],
+)
 def test_reduction_gradgradcheck(name, fn):
     gradgradcheck(lambda x: fn(ember, x, 1, False), [rand((2, 3), 0.3, 2.0)], atol=1e-5)
 
@@ -70,18 +76,26 @@ def test_reduction_of_zero_size_dims(name):
 
 def test_reductions_of_empty_dims_without_identity_raise():
     x = ember.zeros(0, 3)
-    for fn in (lambda: x.amax(0), lambda: x.max(0), lambda: x.argmax(0), lambda: x.amin(), lambda: x.argmin()):
+    for fn in (
+        lambda: x.amax(0),
+        lambda: x.max(0),
+        lambda: x.argmax(0),
+        lambda: x.amin(),
+        lambda: x.argmin(),
+    ):
         with pytest.raises(ember.ShapeError, match="cannot reduce over dimension 0 of size 0"):
             fn()
 
 
-@pytest.mark.parametrize("zeros", [[(0, 1)], [(0, 1), (1, 2)], [(0, 0), (0, 1)]], ids=["one", "two_rows", "two_same"])
+@pytest.mark.parametrize(
+    "zeros", [[(0, 1)], [(0, 1), (1, 2)], [(0, 0), (0, 1)]], ids=["one", "two_rows", "two_same"]
+)
 def test_prod_with_zeros_matches_torch(zeros):
     x = rand((3, 4))
     for idx in zeros:
         x[idx] = 0.0
     for dim in (0, 1, None):
-        check_op(lambda t, v: v.prod() if dim is None else v.prod(dim), shapes=None, inputs=[x])
+        check_op(lambda t, v, d=dim: v.prod() if d is None else v.prod(d), shapes=None, inputs=[x])
     gradcheck(lambda v: v.prod(1), [x])
     gradcheck(lambda v: v.prod(), [x])
     gradgradcheck(lambda v: v.prod(1), [x], atol=1e-5)
@@ -155,8 +169,15 @@ def test_all_any_match_torch(fn, dim, keepdim):
 def test_integer_reductions_follow_torch_dtypes(dtype):
     data = np.array([[1, 0, 3], [2, 2, 0]])
     e, r = ember.tensor(data).to(getattr(ember, dtype)), torch.tensor(data).to(getattr(torch, dtype))
-    for fn in (lambda t, v: v.sum(), lambda t, v: v.sum(0), lambda t, v: v.prod(1), lambda t, v: v.amax(1),
-               lambda t, v: v.cumsum(1), lambda t, v: v.sum(dtype=t.float64), lambda t, v: v.prod()):
+    for fn in (
+        lambda t, v: v.sum(),
+        lambda t, v: v.sum(0),
+        lambda t, v: v.prod(1),
+        lambda t, v: v.amax(1),
+        lambda t, v: v.cumsum(1),
+        lambda t, v: v.sum(dtype=t.float64),
+        lambda t, v: v.prod(),
+    ):
         eo, ro = fn(ember, e), fn(torch, r)
         assert eo.dtype.name == str(ro.dtype).split(".")[1]
         np.testing.assert_array_equal(eo.numpy(), ro.numpy())
@@ -188,12 +209,25 @@ def test_reductions_in_low_precision_accumulate_in_float32():
     assert y.sum().item() == 3008.0  # the float32 sum 3000 rounded once to bfloat16 (torch gives the same)
 
 
-@pytest.mark.parametrize("call", [
-    lambda x: x.sum(2), lambda x: x.mean(-3), lambda x: x.amax((0, 5)), lambda x: x.argmax(2),
-    lambda x: x.max(3), lambda x: x.var(2), lambda x: x.cumsum(2), lambda x: x.logsumexp(2), lambda x: x.all(2),
-    lambda x: x.prod(-3),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: x.sum(2),
+        lambda x: x.mean(-3),
+        lambda x: x.amax((0, 5)),
+        lambda x: x.argmax(2),
+        lambda x: x.max(3),
+        lambda x: x.var(2),
+        lambda x: x.cumsum(2),
+        lambda x: x.logsumexp(2),
+        lambda x: x.all(2),
+        lambda x: x.prod(-3),
+    ],
+)
 def test_out_of_range_dims_raise_naming_the_op(call):
-    with pytest.raises(ember.IndexingError, match=r"\w+: dimension -?\d out of range for a tensor with 2 dims "
-                                                  r"\(expected -2 <= dim < 2\)"):
+    with pytest.raises(
+        ember.IndexingError,
+        match=r"\w+: dimension -?\d out of range for a tensor with 2 dims "
+        r"\(expected -2 <= dim < 2\)",
+    ):
         call(ember.ones(2, 3))

@@ -104,14 +104,15 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, op):
     dilation = positive(ntuple(dilation, 2, op, "dilation"), op, "dilation")
     pad = _conv_padding(op, padding, (kh, kw), dilation, stride, 2)
     oh, ow = _nnops._check_blocks(op, H, W, (kh, kw), dilation, pad, stride)
-    cols = _nnops.unfold(input, (kh, kw), dilation, pad, stride)  # (N, C*kh*kw, L), buffer (N, L, C*kh*kw)
-    L, K = oh * ow, Cg * kh * kw
+    cols = _nnops.unfold(input, (kh, kw), dilation, pad, stride)  # (N, kh*kw*C, L), buffer (N, L, kh*kw*C)
+    L, KK, K = oh * ow, kh * kw, Cg * kh * kw
+    w = weight.permute(0, 2, 3, 1)  # (O, kh, kw, C/groups): the (i, j, c) order of unfold's rows
     if groups == 1:
-        out = _matmul(cols.mT.reshape(N * L, K), weight.reshape(O, K).mT)  # one GEMM: (N*L, K) @ (K, O)
+        out = _matmul(cols.mT.reshape(N * L, K), w.reshape(O, K).mT)  # one GEMM: (N*L, K) @ (K, O)
     else:
         G = groups
-        rows = cols.mT.reshape(N * L, G, K).permute(1, 0, 2)  # (G, N*L, K)
-        out = _matmul(rows, weight.reshape(G, O // G, K).mT).permute(1, 0, 2).reshape(N * L, O)
+        rows = cols.mT.reshape(N * L, KK, G, Cg).permute(2, 0, 1, 3).reshape(G, N * L, K)
+        out = _matmul(rows, w.reshape(G, O // G, K).mT).permute(1, 0, 2).reshape(N * L, O)
     if bias is not None:
         out = out + bias
     # (N*L, O) -> (N, O, oh, ow): a view (channels-last memory), no copy
@@ -155,11 +156,13 @@ def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, grou
                          f"padding {pad}). Hint: reduce the padding")
     L, KK = H * W, kh * kw
     rows = input.permute(0, 2, 3, 1).reshape(N * L, Cin)
+    w = weight.permute(0, 2, 3, 1)  # (C_in, kh, kw, C_out/groups): fold's (i, j, c) order
     if G == 1:
-        cols = _matmul(rows, weight.reshape(Cin, O * KK))  # one GEMM: (N*L, C_in) @ (C_in, C_out*kh*kw)
+        cols = _matmul(rows, w.reshape(Cin, KK * O))  # one GEMM: (N*L, C_in) @ (C_in, kh*kw*C_out)
     else:
         rows = rows.reshape(N * L, G, Cin // G).permute(1, 0, 2)  # (G, N*L, C_in/G)
-        cols = _matmul(rows, weight.reshape(G, Cin // G, Og * KK)).permute(1, 0, 2).reshape(N * L, O * KK)
+        cols = _matmul(rows, w.reshape(G, Cin // G, KK * Og))  # (G, N*L, kh*kw*C_out/G)
+        cols = cols.reshape(G, N * L, KK, Og).permute(1, 2, 0, 3).reshape(N * L, KK * O)
     out = _nnops.fold(cols.reshape(N, L, O * KK).mT, full, (kh, kw), dilation, ((0, 0), (0, 0)), stride)
     extra = tuple(max(s + p - f, 0) for s, p, f in zip(size, pad, full))  # rows only output_padding reaches
     if any(extra):
@@ -208,7 +211,9 @@ def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tenso
     p = positive(ntuple(padding, 2, "unfold", "padding"), "unfold", "padding", 0)
     d = positive(ntuple(dilation, 2, "unfold", "dilation"), "unfold", "dilation")
     s = positive(ntuple(stride, 2, "unfold", "stride"), "unfold", "stride")
-    out = _nnops.unfold(x, k, d, tuple((v, v) for v in p), s)
+    cols = _nnops.unfold(x, k, d, tuple((v, v) for v in p), s)  # (N, kh*kw*C, L) in (i, j, c) order
+    N, C, L = x.shape[0], x.shape[1], cols.shape[2]
+    out = cols.reshape(N, k[0] * k[1], C, L).permute(0, 2, 1, 3).reshape(N, C * k[0] * k[1], L)
     return out.squeeze(0) if input.ndim == 3 else out
 
 
@@ -219,6 +224,12 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
                          "(N, C*kH*kW, L) or 2 (C*kH*kW, L)")
     x = input.unsqueeze(0) if input.ndim == 2 else input
     k = positive(ntuple(kernel_size, 2, "fold", "kernel_size"), "fold", "kernel_size")
+    kk = k[0] * k[1]
+    if x.shape[1] % kk:
+        raise ShapeError(f"fold: input {fmt_shape(input.shape)}: dim -2 ({x.shape[1]}) must be divisible by "
+                         f"the kernel size {k[0]}*{k[1]}")
+    N, C, L = x.shape[0], x.shape[1] // kk, x.shape[2]
+    x = x.reshape(N, C, kk, L).permute(0, 2, 1, 3).reshape(N, kk * C, L)  # torch's (c, i, j) -> (i, j, c)
     p = positive(ntuple(padding, 2, "fold", "padding"), "fold", "padding", 0)
     d = positive(ntuple(dilation, 2, "fold", "dilation"), "fold", "dilation")
     s = positive(ntuple(stride, 2, "fold", "stride"), "fold", "stride")

@@ -1,7 +1,7 @@
-"""Pooling: max / average over sliding windows (via im2col) and adaptive average pooling.
+"""Pooling: max / average over sliding windows and adaptive average pooling.
 
-max_pool2d unfolds with -inf padding, takes the argmax of each window and keeps that entry, so
-the gradient goes to the first maximum of a window, as in torch.
+max_pool2d is the fused `max_pool2d` op (gradient to the first maximum of a window, as torch);
+avg_pool2d sums the im2col blocks of `unfold`.
 """
 
 from __future__ import annotations
@@ -59,16 +59,15 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     N, C, H, W = x.shape
     k, s, p, d, (oh, ow), pads = _pool_geometry("max_pool2d", H, W, kernel_size, stride, padding, dilation,
                                                 ceil_mode)
-    KK, L = k[0] * k[1], oh * ow
-    cols = _nnops.unfold(x, k, d, pads, s, value=float("-inf")).reshape(N, C, KK, L)
-    idx = cols.argmax(2, keepdim=True)  # (N, C, 1, L): first maximum of each window
-    first = idx == creation.arange(KK).reshape(1, 1, KK, 1)
-    out = cols.masked_fill(first.logical_not(), 0.0).sum(2).reshape(N, C, oh, ow)
+    out = _nnops.max_pool2d(x, k, d, pads, s)  # fused: running max over kernel offsets
     if unbatched:
         out = out.squeeze(0)
     if not return_indices:
         return out
-    i, j = idx.squeeze(2) // k[1], idx.squeeze(2) % k[1]  # (N, C, L) window offsets
+    KK, L = k[0] * k[1], oh * ow
+    cols = _nnops.unfold(x.detach(), k, d, pads, s, value=float("-inf")).reshape(N, KK, C, L)
+    idx = cols.argmax(1)  # (N, C, L): first maximum of each window
+    i, j = idx // k[1], idx % k[1]  # window offsets
     pos = creation.arange(L)
     h = (pos // ow) * s[0] - p[0] + i * d[0]
     w = (pos % ow) * s[1] - p[1] + j * d[1]
@@ -99,7 +98,7 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     k, s, p, _, (oh, ow), pads = _pool_geometry("avg_pool2d", H, W, kernel_size, stride, padding, 1,
                                                 ceil_mode)
     KK, L = k[0] * k[1], oh * ow
-    sums = _nnops.unfold(x, k, (1, 1), pads, s).reshape(N, C, KK, L).sum(2)
+    sums = _nnops.unfold(x, k, (1, 1), pads, s).reshape(N, KK, C, L).sum(1)
     if divisor_override is not None:
         out = sums * (1.0 / divisor_override)
     elif count_include_pad and pads == tuple((pi, pi) for pi in p):
