@@ -206,6 +206,7 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
 
     result = TrainResult(run_dir, step, step, total)
     unit = "tok/s" if task.kind == "lm" else "samples/s"
+    rate_key = "tokens_per_s" if task.kind == "lm" else "samples_per_s"
     per_step = batch_size * (block_size if task.kind == "lm" else 1)
     save_every = cfg.eval_every if cfg.save_every is None else cfg.save_every
     log(f"training {cfg.model} ({model.num_parameters():,} parameters) on {task.name}: {total} steps of "
@@ -250,7 +251,7 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
             rate = per_step / dt if rate is None else 0.9 * rate + 0.1 * per_step / dt
             if step % cfg.log_every == 0 or step == total:
                 metrics.write({"split": "train", "step": step, "epoch": epoch, "loss": value, "lr": lr,
-                               unit.replace("/", "_per_"): round(rate, 2), "time": round(time.time(), 3)})
+                               rate_key: round(rate, 2), "time": round(time.time(), 3)})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix({"loss": f"{value:.4f}", unit: f"{rate:,.0f}"}, refresh=False)

@@ -53,8 +53,8 @@ def _train_losses(path) -> list[float]:
 
 
 def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, text_file):
-    """Straight 14 steps vs. stops at 4 (an epoch end: 275 windows // 8 = 34 batches? no: see below) and 9,
-    each followed by a resume. Dropout, warmup + cosine, AdamW and grad clipping all carry state."""
+    """Straight 14 steps vs. stops at steps 4 and 9, each followed by a resume. Dropout (default RNG),
+    warmup + cosine, AdamW moments and the data order all carry state across the checkpoint."""
     straight = train(_cfg(text_file, tmp_path / "a"), log=_quiet)
     assert len(straight.losses) == 14
     stops = iter([4, 9])
@@ -78,8 +78,8 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, text_file
 
 
 def test_resume_across_epoch_boundaries_keeps_the_data_order(tmp_path, text_file):
-    # 667 characters -> 600 train chars -> 592 windows of 8 -> 4 batches of 128 per epoch
-    kw = dict(batch_size=128, steps=11, eval_every=0)
+    # 344 characters -> 309 for training -> 301 windows of 8 -> 4 batches of 64 per epoch
+    kw = dict(batch_size=64, steps=11, eval_every=0)
     straight = train(_cfg(text_file, tmp_path / "a", **kw), log=_quiet)
     first = train(_cfg(text_file, tmp_path / "b", **kw), on_step=lambda s, _l: s == 4, log=_quiet)
     meta = ckpt.read_meta(tmp_path / "b/checkpoint")

@@ -32,4 +32,4 @@ def test_compressed_bytes_and_convergence(dense, spec, max_ratio, max_rel_loss):
     assert got["sent"] <= max_ratio * dense["sent"] * 1.01
     final, ref = np.mean(got["losses"][-10:]), np.mean(dense["losses"][-10:])
     assert final <= ref * (1 + max_rel_loss), (final, ref)
-    assert final < 0.1 * got["losses"][0]
+    assert final < 0.15 * got["losses"][0]  # it learned: the loss fell by more than 85%
