@@ -128,7 +128,8 @@ class _Slots:
 class _SlotNode:
     """grad_fn of output `index` of a multi-output function: forwards its gradient to the function."""
 
-    __slots__ = ("function", "index", "parents", "inputs", "seq", "hooks", "_out", "__weakref__")
+    __slots__ = ("function", "index", "parents", "inputs", "seq", "hooks", "_out", "out_version",
+                 "__weakref__")
 
     def __init__(self, function: FunctionNode, index: int, out: Tensor):
         self.function, self.index = function, index

@@ -530,6 +530,18 @@ def irecv(tensor: Tensor, src: int, group=None, tag: int = 0) -> Work:
                 lambda: tensor._vc.__setitem__(0, tensor._vc[0] + 1))
 
 
+def recv_any(tensor: Tensor, tag: int, group=None) -> int:
+    """Receive a message with `tag` from whichever rank sends first; returns that rank.
+    ember-specific: torch.distributed.recv(src=None) does the same and also returns the sender."""
+    g = _group(group)
+    a = _buf(tensor, "recv")
+    status = _mpi().Status()
+    g.comm.Recv(_mpi_view(a), source=_mpi().ANY_SOURCE, tag=tag, status=status)
+    _account("recv", g, a.nbytes, 0)
+    tensor._vc[0] += 1
+    return status.Get_source()
+
+
 def barrier(group: ProcessGroup | None = None) -> None:
     """Wait until every rank of the group arrives (under the watchdog)."""
     g = _group(group)

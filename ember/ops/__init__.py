@@ -14,8 +14,8 @@ from ..autograd import _Mode
 from ..errors import AutogradError, DTypeError
 from ..tensor import Tensor
 from . import elementwise, indexing, linalg, movement, reduce
+from . import nn as _nn_ops  # unfold/fold, max_pool2d, softmax, norms for ember.nn.functional
 from . import sort as _sort
-from . import nn as _nn_ops  # noqa: F401  (unfold/fold, softmax, norms for ember.nn.functional)
 from .elementwise import *  # noqa: F401,F403
 from .indexing import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
@@ -204,6 +204,8 @@ def _bind() -> None:
 
 
 _bind()
+Tensor.softmax = _nn_ops.softmax  # x.softmax(dim), x.log_softmax(dim) as in torch
+Tensor.log_softmax = _nn_ops.log_softmax
 
 __all__ = sorted(
     name for mod in (elementwise, indexing, linalg, movement, reduce, _sort)

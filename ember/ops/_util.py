@@ -83,12 +83,19 @@ def norm_dim(dim: int, ndim: int, op: str = "") -> int:
 
 
 def norm_dims(dim, ndim: int, op: str = "") -> tuple:
-    """`dim` (None, int or sequence) as a sorted tuple of non-negative dims; None means all."""
+    """`dim` (None, int or sequence) as a sorted tuple of non-negative dims; None and () mean all.
+
+    A 0-dim tensor accepts dim 0 or -1 (as torch does) and has no dims to reduce: the result is ().
+    """
     if dim is None:
         return tuple(range(ndim))
     if isinstance(dim, int):
-        return (norm_dim(dim, ndim, op),)
-    return tuple(sorted({norm_dim(d, ndim, op) for d in dim}))
+        d = norm_dim(dim, ndim, op)
+        return (d,) if ndim else ()
+    if len(dim) == 0:
+        return tuple(range(ndim))
+    dims = tuple(sorted({norm_dim(d, ndim, op) for d in dim}))
+    return dims if ndim else ()
 
 
 def float_input(x: Tensor) -> Tensor:

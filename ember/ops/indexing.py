@@ -164,8 +164,9 @@ def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
         raise IndexingError(f"index_select: index must be a 1-D integer tensor, got {index.dtype} "
                             f"of shape {fmt_shape(index.shape)}")
     n = x.shape[d]
-    if index.numel() and (int(index._data.max()) >= n or int(index._data.min()) < -n):
-        raise IndexingError(f"index_select: index out of range for dimension {d} of size {n}")
+    if index.numel() and (int(index._data.max()) >= n or int(index._data.min()) < 0):
+        raise IndexingError(f"index_select: index out of range for dimension {d} of size {n} "
+                            f"(expected 0 <= index < {n})")
     return getitem(x, (slice(None),) * d + (index.reshape(-1),))
 
 
@@ -192,8 +193,9 @@ def _check_gather(name, x, dim, index, src=None):
             raise ShapeError(f"{name}: index shape {fmt_shape(index.shape)} is larger than the {what} shape "
                              f"{fmt_shape(other.shape)}{where_}")
     n = x.shape[dim]
-    if index.numel() and (int(index._data.max()) >= n or int(index._data.min()) < -n):
-        raise IndexingError(f"{name}: index out of range for dimension {dim} with size {n}")
+    if index.numel() and (int(index._data.max()) >= n or int(index._data.min()) < 0):
+        raise IndexingError(f"{name}: index out of range for dimension {dim} with size {n} "
+                            f"(expected 0 <= index < {n})")
 
 
 @register("gather", MOVEMENT)

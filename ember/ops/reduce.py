@@ -8,7 +8,7 @@ from collections import namedtuple
 
 from .. import dtype as dt
 from ..errors import DTypeError, ShapeError
-from ._util import Tensor, apply, float_input, norm_dims
+from ._util import Tensor, apply, float_input, norm_dim, norm_dims
 from .registry import REDUCE, Op, register
 
 
@@ -105,13 +105,15 @@ def _check_nonempty(x, dims, name):
 
 
 def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    dims = norm_dims(dim if dim != () else None, x.ndim, "amax")
+    """Largest value over `dim` (all dims if None); ties share the gradient evenly."""
+    dims = norm_dims(dim, x.ndim, "amax")
     _check_nonempty(x, dims, "amax")
     return apply(Amax, x, dims=dims, keepdim=keepdim)
 
 
 def amin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    dims = norm_dims(dim if dim != () else None, x.ndim, "amin")
+    """Smallest value over `dim` (all dims if None); ties share the gradient evenly."""
+    dims = norm_dims(dim, x.ndim, "amin")
     _check_nonempty(x, dims, "amin")
     return apply(Amin, x, dims=dims, keepdim=keepdim)
 
@@ -148,13 +150,13 @@ class Argmin(Op):
 
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
     """Index of the largest value (of the flattened tensor if dim is None)."""
-    d = None if dim is None else norm_dims(dim, x.ndim, "argmax")[0]
+    d = None if dim is None or x.ndim == 0 else norm_dim(dim, x.ndim, "argmax")
     _check_nonempty(x, tuple(range(x.ndim)) if d is None else (d,), "argmax")
     return apply(Argmax, x, dim=d, keepdim=keepdim)
 
 
 def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
-    d = None if dim is None else norm_dims(dim, x.ndim, "argmin")[0]
+    d = None if dim is None or x.ndim == 0 else norm_dim(dim, x.ndim, "argmin")
     _check_nonempty(x, tuple(range(x.ndim)) if d is None else (d,), "argmin")
     return apply(Argmin, x, dim=d, keepdim=keepdim)
 
@@ -169,6 +171,9 @@ def max(x: Tensor, dim=None, keepdim: bool = False):
         return maximum(x, dim)
     if dim is None:
         return amax(x)
+    if x.ndim == 0:
+        norm_dim(dim, 0, "max")
+        return MaxMin(x[...], argmax(x))
     idx = argmax(x, dim, keepdim=True)
     vals = x.gather(dim, idx)
     if not keepdim:
@@ -183,6 +188,9 @@ def min(x: Tensor, dim=None, keepdim: bool = False):
         return minimum(x, dim)
     if dim is None:
         return amin(x)
+    if x.ndim == 0:
+        norm_dim(dim, 0, "min")
+        return MaxMin(x[...], argmin(x))
     idx = argmin(x, dim, keepdim=True)
     vals = x.gather(dim, idx)
     if not keepdim:
@@ -257,9 +265,13 @@ class Cumsum(Op):
 
 
 def cumsum(x: Tensor, dim: int, dtype=None) -> Tensor:
+    """Running sum along `dim`; integers and bools accumulate in int64."""
     if dtype is not None:
         x = x.to(dtype)
-    return apply(Cumsum, x, dim=norm_dims(dim, x.ndim, "cumsum")[0])
+    d = norm_dim(dim, x.ndim, "cumsum")
+    if x.ndim == 0:
+        return x.to(Cumsum.dtype(x, d)) * 1
+    return apply(Cumsum, x, dim=d)
 
 
 @register("prod", REDUCE)

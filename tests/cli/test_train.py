@@ -57,18 +57,12 @@ def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, text_file
     warmup + cosine, AdamW moments and the data order all carry state across the checkpoint."""
     straight = train(_cfg(text_file, tmp_path / "a"), log=_quiet)
     assert len(straight.losses) == 14
-    stops = iter([4, 9])
-    stop_at = next(stops)
     parts = []
-    run = _cfg(text_file, tmp_path / "b")
-    while True:
-        res = train(run, on_step=lambda s, _l: s == stop_at, log=_quiet)
+    for i, stop_at in enumerate([4, 9, -1]):
+        run = _cfg(text_file, tmp_path / "b", resume=i > 0)
+        res = train(run, on_step=lambda s, _l, at=stop_at: s == at, log=_quiet)
         parts.append(res.losses)
-        if not res.interrupted:
-            break
-        assert res.step == stop_at
-        stop_at = next(stops, -1)
-        run = _cfg(text_file, tmp_path / "b", resume=True)
+        assert res.interrupted == (stop_at > 0) and res.step == (stop_at if stop_at > 0 else 14)
     assert [len(p) for p in parts] == [4, 5, 5]
     assert sum(parts, []) == straight.losses  # == on floats: bitwise
     assert _train_losses(tmp_path / "a/metrics.jsonl") == _train_losses(tmp_path / "b/metrics.jsonl")
@@ -92,6 +86,30 @@ def test_resume_across_epoch_boundaries_keeps_the_data_order(tmp_path, text_file
     # negative control: a different data seed changes the losses, so the comparison above can fail
     other = train(_cfg(text_file, tmp_path / "c", seed=1, **kw), log=_quiet)
     assert other.losses != straight.losses
+
+
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_resume_is_exact_with_mixed_precision(tmp_path, text_file, amp):
+    kw = dict(amp=amp, steps=6, eval_every=0)
+    straight = train(_cfg(text_file, tmp_path / "a", **kw), log=_quiet)
+    first = train(_cfg(text_file, tmp_path / "b", **kw), on_step=lambda s, _l: s == 3, log=_quiet)
+    second = train(_cfg(text_file, tmp_path / "b", resume=True, **kw), log=_quiet)
+    assert first.losses + second.losses == straight.losses
+    scaler = ckpt.read_meta(tmp_path / "b/checkpoint")["scaler"]
+    assert (scaler is not None) == (amp == "fp16")  # GradScaler state travels in meta.json
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="no shared MNIST folder on this machine")
+def test_resume_is_exact_for_a_batchnorm_classifier_on_mnist(tmp_path):
+    kw = dict(model="resnet", data="mnist", steps=4, batch_size=16, eval_every=0, eval_batches=1,
+              model_config={"width": 4, "layers": [1]}, optimizer="sgd", scheduler="step")
+    straight = train(_cfg("mnist", tmp_path / "a", **kw), log=_quiet)
+    first = train(_cfg("mnist", tmp_path / "b", **kw), on_step=lambda s, _l: s == 2, log=_quiet)
+    second = train(_cfg("mnist", tmp_path / "b", resume=True, **kw), log=_quiet)
+    assert first.losses + second.losses == straight.losses
+    a, b = (ember.load(tmp_path / d / "checkpoint/model.safetensors") for d in ("a", "b"))
+    assert a["bn1.running_var"].numpy().tobytes() == b["bn1.running_var"].numpy().tobytes()
+    assert straight.last_eval == second.last_eval
 
 
 def test_resume_refuses_a_different_model_setting(tmp_path, text_file):
@@ -171,7 +189,7 @@ def test_cli_ctrl_c_exits_130_and_resume_finishes(tmp_path, text_file, monkeypat
     assert ckpt.read_meta(tmp_path / "r/checkpoint")["step"] == 4
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="the shared MNIST folder is not on this machine")
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="no shared MNIST folder on this machine")
 def test_cli_mlp_on_mnist_reports_accuracy(tmp_path, capsys):
     rc = main(["train", "--model", "mlp", "--data", "mnist", "--steps", "3", "--batch-size", "32",
                "--eval-batches", "2", "--out", str(tmp_path / "m"), "--no-progress"])
@@ -183,9 +201,9 @@ def test_cli_mlp_on_mnist_reports_accuracy(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "gpt", "--data", "mnist"], "--model gpt is a language model and --data mnist is an image set"),
-    (["--model", "convnet", "--data", "stdlib"], "--model convnet classifies images and --data stdlib is text"),
-    (["--model", "mlp", "--data", "mnist", "--data-dir", "/no/such/dir"], "MNIST folder /no/such/dir not found"),
+    (["--model", "gpt", "--data", "mnist"], "--model gpt is a language model and --data mnist is an image"),
+    (["--model", "convnet", "--data", "stdlib"], "--model convnet classifies images and --data stdlib is"),
+    (["--model", "mlp", "--data", "mnist", "--data-dir", "/no/such/dir"], "MNIST folder /no/such/dir not"),
     (["--data", "/no/such/file.txt"], "--data /no/such/file.txt: no such dataset or file"),
     (["--steps", "3", "--epochs", "1"], "give at most one of them"),
     (["--steps", "-1"], "--steps: expected a positive integer, got -1"),
@@ -233,7 +251,8 @@ def test_cli_corrupt_checkpoint_names_the_file(tmp_path, text_file, capsys):
 
 
 def test_pack_unpack_round_trips_nested_state():
-    state = {"state": {0: {"step": 3, "exp_avg": ember.ones(2)}, 5: {"m": ember.zeros(1, dtype=ember.float64)}},
+    state = {"state": {0: {"step": 3, "exp_avg": ember.ones(2)},
+                       5: {"m": ember.zeros(1, dtype=ember.float64)}},
              "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0, 5], "nesterov": False,
                                "x": None, "inf": float("inf")}]}
     tensors = {}

@@ -90,7 +90,7 @@ def test_batchnorm_train_then_eval_matches_torch(name, shape):
     check_module(em, tm, [rand(*shape, seed=3)], train=False)
 
 
-def test_batchnorm_cumulative_average_and_no_running_stats():
+def test_batchnorm_cumulative_average_no_running_stats_and_no_bias():
     em, tm = twins("BatchNorm1d", 3, momentum=None)
     for s in range(3):
         check_module(em, tm, [rand(5, 3, seed=s)], train=True)
@@ -98,6 +98,9 @@ def test_batchnorm_cumulative_average_and_no_running_stats():
     em, tm = twins("BatchNorm2d", 3, track_running_stats=False, affine=False)
     assert list(em.state_dict()) == list(tm.state_dict()) == []
     check_module(em, tm, [rand(2, 3, 4, 4)], train=False)  # no running stats: batch statistics in eval
+    em, tm = twins("BatchNorm2d", 3, bias=False)
+    assert list(em.state_dict()) == list(tm.state_dict())
+    check_module(em, tm, [rand(2, 3, 4, 4)], train=True)
 
 
 def test_batchnorm_rejects_wrong_rank():
@@ -124,12 +127,13 @@ def test_rmsnorm_matches_torch(kw):
     check_module(em, tm, [rand(2, 3, 5)])
 
 
-@pytest.mark.parametrize("kw", [{}, dict(affine=False)])
+@pytest.mark.parametrize("kw", [{}, dict(affine=False), dict(bias=False)])
 def test_groupnorm_matches_torch(kw):
     em, tm = twins("GroupNorm", 2, 6, **kw)
-    if tm.weight is not None:
-        with torch.no_grad():
+    with torch.no_grad():
+        if tm.weight is not None:
             tm.weight.uniform_(0.5, 1.5)
+        if tm.bias is not None:
             tm.bias.uniform_(-0.5, 0.5)
     check_module(em, tm, [rand(3, 6, 4, 2)])
 

@@ -63,6 +63,13 @@ def test_repr_matches_torch():
     assert repr(nn.LSTM(3, 4, 2, batch_first=True)) == repr(torch.nn.LSTM(3, 4, 2, batch_first=True))
     assert repr(nn.Embedding(10, 4, padding_idx=0)) == repr(torch.nn.Embedding(10, 4, padding_idx=0))
     assert repr(nn.GELU("tanh")) == repr(torch.nn.GELU("tanh"))
+    for name, args, kw in [("GroupNorm", (2, 4), dict(bias=False)), ("RMSNorm", (4,), {}),
+                           ("BatchNorm1d", (3,), dict(bias=False)), ("LayerNorm", (4,), dict(bias=False)),
+                           ("Conv1d", (2, 4, 3), dict(padding="same", padding_mode="reflect", groups=2)),
+                           ("ConvTranspose2d", (2, 4, 3), dict(stride=2, output_padding=1, bias=False)),
+                           ("AvgPool2d", (3,), {}), ("AdaptiveAvgPool2d", ((2, 3),), {}), ("Softmax", (1,), {}),
+                           ("LeakyReLU", (0.2,), {}), ("CrossEntropyLoss", (), {}), ("GRU", (3, 4), dict(num_layers=2, dropout=0.5))]:
+        assert repr(getattr(nn, name)(*args, **kw)) == repr(getattr(torch.nn, name)(*args, **kw)), name
 
 
 def test_shared_parameters_are_listed_once_and_get_summed_grads():

@@ -179,6 +179,8 @@ def test_setitem_shape_mismatch():
 @pytest.mark.parametrize(
     "call,err,msg",
     [
+        (lambda x: x.gather(1, ember.tensor([[-1]])), ember.IndexingError, r"expected 0 <= index < 4"),
+        (lambda x: x.index_select(1, ember.tensor([-1])), ember.IndexingError, r"expected 0 <= index < 4"),
         (
             lambda x: x.gather(1, ember.tensor([[4]])),
             ember.IndexingError,

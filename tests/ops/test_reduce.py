@@ -231,3 +231,26 @@ def test_out_of_range_dims_raise_naming_the_op(call):
         r"\(expected -2 <= dim < 2\)",
     ):
         call(ember.ones(2, 3))
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda t, x: x.sum(0),
+        lambda t, x: x.mean(-1),
+        lambda t, x: x.amax(0),
+        lambda t, x: x.prod(0),
+        lambda t, x: x.logsumexp(0),
+        lambda t, x: x.cumsum(0),
+        lambda t, x: x.max(0)[0],
+        lambda t, x: x.min(-1)[0],
+        lambda t, x: x.sum((), keepdim=True),
+    ],
+)
+def test_reductions_of_zero_dim_tensors_accept_dim_0(fn):
+    check_op(fn, shapes=[()])
+    assert ember.tensor(2.0).argmax(0).shape == () and ember.tensor(2.0).max(0).indices.item() == 0
+
+
+def test_empty_dim_tuple_reduces_everything_like_torch():
+    check_op(lambda t, x: x.sum(()) + x.amax(()) + x.mean(()), shapes=[(2, 3)])

@@ -50,11 +50,20 @@ def _build(lib, kind, opt):
         b = mod.StepLR(opt, step_size=3, gamma=0.5)
         c = mod.LinearLR(opt, start_factor=0.5, total_iters=4)
         return mod.SequentialLR(opt, [a, b, c], milestones=[6, 15])
+    if kind == "constant":
+        return mod.ConstantLR(opt, factor=0.25, total_iters=6)
+    if kind == "polynomial":
+        return mod.PolynomialLR(opt, total_iters=20, power=2.0)
+    if kind == "warm_restarts":
+        return mod.CosineAnnealingWarmRestarts(opt, T_0=4, T_mult=2, eta_min=0.01)
+    if kind == "warmup_poly":
+        return mod.SequentialLR(opt, [mod.ConstantLR(opt, factor=0.1, total_iters=3),
+                                      mod.PolynomialLR(opt, total_iters=25, power=0.5)], milestones=[3])
     raise ValueError(kind)
 
 
 KINDS = ["step", "multistep", "exponential", "cosine", "lambda", "lambda_per_group", "linear",
-         "warmup_cosine", "three_schedulers"]
+         "warmup_cosine", "three_schedulers", "constant", "polynomial", "warm_restarts", "warmup_poly"]
 
 
 def _sequence(lib, build, name="SGD", steps=STEPS, **opt_kw):
@@ -143,7 +152,8 @@ def test_state_dict_resumes_the_sequence(kind):
     np.testing.assert_array_equal(np.array(rest), full[13:])
 
 
-@pytest.mark.parametrize("kind", ["step", "multistep", "exponential", "cosine", "linear"])
+@pytest.mark.parametrize("kind", ["step", "multistep", "exponential", "cosine", "linear", "constant",
+                                  "polynomial", "warm_restarts"])
 def test_step_with_epoch_uses_closed_form_like_torch(kind):
     out = []
     for lib in (ember, torch):
