@@ -148,7 +148,8 @@ def _scaler_run(lib, bad_steps, steps=16, unscale_first=False, **kw):
 
 
 @pytest.mark.parametrize("kw", [dict(init_scale=2.0 ** 4, growth_interval=3),
-                                dict(init_scale=1000.0, growth_factor=3.0, backoff_factor=0.25, growth_interval=2),
+                                dict(init_scale=1000.0, growth_factor=3.0, backoff_factor=0.25,
+                                     growth_interval=2),
                                 dict()])
 def test_scale_sequence_and_parameters_match_torch(kw):
     bad = {2, 5, 6, 11}

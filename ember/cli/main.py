@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import info, train
+from . import info, run, train
 
-COMMANDS = [info, train]
+COMMANDS = [info, train, run]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ import sys
 
 NAME = "train"
 HELP = "train a model (mlp, convnet, resnet, lstm, gpt) on mnist, cifar10, shakespeare, stdlib or a text file"
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 _EPILOG = """examples:
   ember train                                   # gpt on the Python stdlib source (no download)
@@ -145,7 +145,7 @@ def gather_settings(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run `ember train`; returns the exit status (0 done, 2 usage error, 130 interrupted)."""
+    """Run `ember train`; returns the exit status: 0 done, 1 loss diverged, 2 usage error, 130 Ctrl-C."""
     from ..errors import EmberError
     from ..training.config import TrainConfig, TrainError
     from ..training.trainer import train
@@ -165,10 +165,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"ember train: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("ember train: interrupted before training started; nothing saved", file=sys.stderr)
+        print("ember train: aborted (Ctrl-C outside a training step: no new checkpoint)", file=sys.stderr)
         return EXIT_INTERRUPTED
     if result.interrupted:
         return EXIT_INTERRUPTED
+    if result.diverged:
+        return EXIT_DIVERGED
     summary = {"run_dir": result.run_dir, "step": result.step, **(result.last_eval or {})}
     print(json.dumps(summary))
     return 0

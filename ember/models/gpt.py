@@ -122,9 +122,9 @@ class GPT(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
 
-    def num_parameters(self, non_embedding: bool = False) -> int:
-        """Parameter count (shared tensors once); non_embedding drops the position table, as nanoGPT."""
-        n = sum(p.numel() for p in self.parameters())
+    def num_parameters(self, trainable_only: bool = False, non_embedding: bool = False) -> int:
+        """Parameter count (shared tensors once); non_embedding leaves out the position table, as nanoGPT."""
+        n = super().num_parameters(trainable_only)
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
     def forward(self, idx: Tensor) -> Tensor:

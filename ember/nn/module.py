@@ -215,7 +215,10 @@ class Module:
 
     def _named_members(self, get, prefix: str, recurse: bool, remove_duplicate: bool):
         seen = set()
-        mods = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        if recurse:
+            mods = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+        else:
+            mods = [(prefix, self)]
         for mod_prefix, m in mods:
             for name, v in get(m):
                 if v is None:
@@ -312,7 +315,7 @@ class Module:
                         if p.grad is not None:
                             g = fn(p.grad.detach())
                             p.grad = g if g.dtype is p.dtype else g.to(p.dtype)
-                for name, b in m._buffers.items():
+                for b in m._buffers.values():
                     if b is not None:
                         new = fn(b)
                         if new._data is not b._data:
@@ -332,7 +335,8 @@ class Module:
         if dtype is not None:
             dtype = dt.get_dtype(dtype)
             if not dtype.is_floating_point:
-                raise TypeError(f"Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
+                raise TypeError(f"Module.to only accepts floating point dtypes, but got desired "
+                                f"dtype={dtype}")
 
         def convert(t: Tensor) -> Tensor:
             out = t
@@ -381,7 +385,8 @@ class Module:
     def _load_from_state_dict(self, state_dict: dict, prefix: str, strict: bool, missing_keys: list,
                               unexpected_keys: list, error_msgs: list) -> None:
         persistent = {k: v for k, v in self._buffers.items() if k not in self._non_persistent_buffers_set}
-        local = {k: v for k, v in itertools.chain(self._parameters.items(), persistent.items()) if v is not None}
+        local = {k: v for k, v in itertools.chain(self._parameters.items(), persistent.items())
+                 if v is not None}
         for name, target in local.items():
             key = prefix + name
             if key not in state_dict:
@@ -397,8 +402,9 @@ class Module:
                                       f"got {type(value).__name__}")
                     continue
             if value.shape != target.shape:
-                error_msgs.append(f"size mismatch for {key}: copying a param with shape {fmt_shape(value.shape)} "
-                                  f"from checkpoint, the shape in current model is {fmt_shape(target.shape)}.")
+                error_msgs.append(f"size mismatch for {key}: copying a param with shape "
+                                  f"{fmt_shape(value.shape)} from checkpoint, the shape in current model is "
+                                  f"{fmt_shape(target.shape)}.")
                 continue
             with no_grad():
                 target.copy_(value.detach())
@@ -427,7 +433,8 @@ class Module:
                 errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected)
                               + ".")
             if missing:
-                errors.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ".")
+                errors.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing)
+                              + ".")
         if errors:
             raise CheckpointError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
                                   + "\n\t".join(errors))
@@ -472,7 +479,10 @@ class Module:
                     args = res if isinstance(res, tuple) else (res,)
         out = self.forward(*args, **kwargs)
         for key, hook in list(self._forward_hooks.items()):
-            res = hook(self, args, kwargs, out) if key in self._forward_hooks_with_kwargs else hook(self, args, out)
+            if key in self._forward_hooks_with_kwargs:
+                res = hook(self, args, kwargs, out)
+            else:
+                res = hook(self, args, out)
             if res is not None:
                 out = res
         return out

@@ -115,7 +115,8 @@ class Pow(Op):
 
     def backward(ctx, g):
         a, b = ctx.inputs
-        ga = g * b * a ** (b - 1)
+        # x ** 0 has zero gradient even at x = 0, where b * a ** (b - 1) is 0 * inf
+        ga = g * where(b == 0, const(g, 0), b * a ** (b - 1))
         gb = None
         if b.requires_grad:
             gb = reduce_to(g * ctx.out * log(where(a > 0, a, const(a, 1.0))), b.shape)

@@ -338,17 +338,18 @@ def unbind(x: Tensor, dim: int = 0) -> tuple:
 
 @register("flip", MOVEMENT)
 class Flip(Op):
+    """Reverse the order along `dims`; a copy, as in torch (NumPy's flip would be a view)."""
     upcast = False
-    view = True
 
     def forward(xp, x, dims):
-        return xp.flip(x, axis=dims)
+        return xp.flip(x, axis=dims).copy()
 
     def backward(ctx, g):
         return g.flip(ctx.dims)
 
 
 def flip(x: Tensor, dims) -> Tensor:
+    """x with the order of elements reversed along each of `dims` (int or tuple)."""
     return apply(Flip, x, dims=norm_dims(dims, x.ndim, "flip"))
 
 

@@ -113,11 +113,19 @@ class Fold(Op):
         oh, ow = _geometry(H, W, kernel, dilation, padding, stride)
         C = cols.shape[1] // (kh * kw)
         blocks = cols.transpose(0, 2, 1).reshape(N, oh, ow, kh, kw, C)
-        out = xp.zeros((N, H + pt + pb, W + pl + pr, C), dtype=cols.dtype)
+        Hp, Wp = H + pt + pb, W + pl + pr
+        (dh, dw), (sh, sw) = dilation, stride
+        # windows that do not overlap (pooling with stride == kernel) are written, not accumulated
+        disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1
+        covered = disjoint and (sh, sw) == (kh, kw) and (dh, dw) == (1, 1) and (oh * sh, ow * sw) == (Hp, Wp)
+        out = (xp.empty if covered else xp.zeros)((N, Hp, Wp, C), dtype=cols.dtype)
         for i in range(kh):
             for j in range(kw):
                 hs, ws = _window(i, j, oh, ow, dilation, stride)
-                out[:, hs, ws, :] += blocks[:, :, :, i, j, :]
+                if disjoint:
+                    out[:, hs, ws, :] = blocks[:, :, :, i, j, :]
+                else:
+                    out[:, hs, ws, :] += blocks[:, :, :, i, j, :]
         return out[:, pt:pt + H, pl:pl + W, :].transpose(0, 3, 1, 2)
 
     def backward(ctx, g):

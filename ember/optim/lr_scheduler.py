@@ -149,6 +149,11 @@ class MultiStepLR(LRScheduler):
             return self._current_lrs()
         return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in self._current_lrs()]
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        # a checkpoint may hand back a plain dict (keys possibly strings, after JSON)
+        self.milestones = Counter({int(k): v for k, v in self.milestones.items()})
+
     def _get_closed_form_lr(self) -> list[float]:
         ms = sorted(self.milestones.elements())
         return [base * self.gamma ** bisect_right(ms, self.last_epoch) for base in self.base_lrs]
@@ -226,7 +231,8 @@ class CosineAnnealingLR(LRScheduler):
 class ConstantLR(LRScheduler):
     """lr = base_lr * factor until last_epoch reaches total_iters, then base_lr."""
 
-    def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = -1):
+    def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1):
         if not 0 <= factor <= 1:
             raise ValueError(f"ConstantLR: factor must be in [0, 1], got {factor}")
         self.factor, self.total_iters = factor, total_iters
@@ -279,7 +285,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def get_lr(self) -> list[float]:
         lo = self.eta_min
-        return [lo + (base - lo) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2 for base in self.base_lrs]
+        return [lo + (base - lo) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+                for base in self.base_lrs]
 
     def step(self, epoch: float | None = None) -> None:
         """Advance one step, or jump to (possibly fractional) `epoch`."""

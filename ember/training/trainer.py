@@ -41,6 +41,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     last_eval: dict | None = None
     interrupted: bool = False
+    diverged: bool = False
     sample: str | None = None
 
 
@@ -133,7 +134,7 @@ def evaluate(model, task: Task, batch_size: int, max_batches: int, amp: str = "o
     model.train(was_training)
     out = {"val_loss": total / seen}
     if task.kind == "lm":
-        out["perplexity"] = math.exp(min(out["val_loss"], 700.0))
+        out["perplexity"] = math.exp(out["val_loss"]) if out["val_loss"] < 700 else math.inf
     else:
         out["accuracy"] = correct / seen
     return out
@@ -256,7 +257,7 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
                 bar.update(1)
                 bar.set_postfix({"loss": f"{value:.4f}", unit: f"{rate:,.0f}"}, refresh=False)
             if not math.isfinite(value):
-                log(f"step {step}: loss is {value}; stopping. Hint: lower --lr or use --grad-clip")
+                result.diverged = True
                 break
             if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
                 result.last_eval = _eval_and_log(model, task, cfg, batch_size, metrics, step, epoch, bar, log)
@@ -266,23 +267,25 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
             if stop or interrupt.requested:
                 result.interrupted = True
                 break
-    if bar is not None:
-        bar.close()
-    result.step = step
-    if result.interrupted:
-        save()
-        log(f"interrupted at step {step}/{total}: checkpoint saved in {ckpt_dir}; continue with "
-            f"`ember train --resume --out {run_dir}` (and the same settings)")
-    else:
-        if cfg.eval_every or step == total:
+        if bar is not None:
+            bar.close()
+        result.step = step
+        if result.diverged:  # keep the last good checkpoint rather than saving NaN weights over it
+            log(f"step {step}: the loss is {result.losses[-1]}; stopped without saving (the last checkpoint, "
+                f"if any, is in {ckpt_dir}). Hint: lower --lr, or set --grad-clip")
+        elif result.interrupted:
+            save()
+            log(f"interrupted at step {step}/{total}: checkpoint saved in {ckpt_dir}; continue with "
+                f"`ember train --resume --out {run_dir}`")
+        else:
             result.last_eval = _eval_and_log(model, task, cfg, batch_size, metrics, step, epoch, None, log)
-        save()
-        if task.kind == "lm" and cfg.sample_tokens:
-            result.sample = _sample(model, task, cfg)
-            with open(os.path.join(run_dir, SAMPLE_FILE), "w", encoding="utf-8") as f:
-                f.write(result.sample)
-            log("sample:\n" + result.sample)
-    plot_loss_curve(metrics.path, os.path.join(run_dir, PLOT_FILE), title=f"{cfg.model} on {task.name}")
+            save()
+            if task.kind == "lm" and cfg.sample_tokens:
+                result.sample = _sample(model, task, cfg)
+                with open(os.path.join(run_dir, SAMPLE_FILE), "w", encoding="utf-8") as f:
+                    f.write(result.sample)
+                log("sample:\n" + result.sample)
+        plot_loss_curve(metrics.path, os.path.join(run_dir, PLOT_FILE), title=f"{cfg.model} on {task.name}")
     return result
 
 

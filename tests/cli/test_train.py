@@ -120,6 +120,18 @@ def test_resume_refuses_a_different_model_setting(tmp_path, text_file):
         train(_cfg(text_file, tmp_path / "none", resume=True), log=_quiet)
 
 
+def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, text_file):
+    cfg = _cfg(text_file, tmp_path / "a", steps=30, optimizer="sgd", lr=1e4, grad_clip=None, eval_every=2,
+               model_config={"n_layer": 1, "n_embd": 16, "n_head": 2})
+    with np.errstate(all="ignore"):
+        res = train(cfg, log=_quiet)
+    assert res.diverged and not np.isfinite(res.losses[-1]) and np.all(np.isfinite(res.losses[:-1]))
+    saved = ckpt.read_meta(tmp_path / "a/checkpoint")["step"]
+    assert saved == (res.step - 1) // 2 * 2  # the last periodic save before the bad step
+    weights = ember.load(tmp_path / "a/checkpoint/model.safetensors")
+    assert all(np.isfinite(w.numpy()).all() for w in weights.values())
+
+
 def test_sigint_saves_a_checkpoint_and_stops(tmp_path, text_file):
     def ctrl_c(step, _loss):
         if step == 3:

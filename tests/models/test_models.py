@@ -216,6 +216,7 @@ def test_gpt_w3_config_has_exactly_826368_parameters():
     tied = GPT(GPTConfig(tie_weights=True))
     assert tied.lm_head.weight is tied.transformer.wte.weight
     assert tied.num_parameters() == 826_368 - 65 * 128
+    assert m.num_parameters(non_embedding=True) == 826_368 - 128 * 128
 
 
 @pytest.mark.parametrize("cls, kwargs, msg", [

@@ -67,8 +67,9 @@ def test_repr_matches_torch():
                            ("BatchNorm1d", (3,), dict(bias=False)), ("LayerNorm", (4,), dict(bias=False)),
                            ("Conv1d", (2, 4, 3), dict(padding="same", padding_mode="reflect", groups=2)),
                            ("ConvTranspose2d", (2, 4, 3), dict(stride=2, output_padding=1, bias=False)),
-                           ("AvgPool2d", (3,), {}), ("AdaptiveAvgPool2d", ((2, 3),), {}), ("Softmax", (1,), {}),
-                           ("LeakyReLU", (0.2,), {}), ("CrossEntropyLoss", (), {}), ("GRU", (3, 4), dict(num_layers=2, dropout=0.5))]:
+                           ("AvgPool2d", (3,), {}), ("AdaptiveAvgPool2d", ((2, 3),), {}),
+                           ("Softmax", (1,), {}), ("LeakyReLU", (0.2,), {}), ("CrossEntropyLoss", (), {}),
+                           ("GRU", (3, 4), dict(num_layers=2, dropout=0.5))]:
         assert repr(getattr(nn, name)(*args, **kw)) == repr(getattr(torch.nn, name)(*args, **kw)), name
 
 
@@ -162,7 +163,8 @@ def test_forward_hooks_and_pre_hooks_with_handles():
     h2 = lin.register_forward_hook(lambda mod, args, out: calls.append(out.shape) or out + 1)
     x = ember.randn(3, 2)
     y = lin(x)
-    np.testing.assert_allclose(y.detach().numpy(), (lin.bias.detach().numpy() + 1)[None].repeat(3, 0), rtol=1e-6)
+    expected = (lin.bias.detach().numpy() + 1)[None].repeat(3, 0)
+    np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-6)
     assert calls == [(3, 2)]
     h1.remove()
     h2.remove()
@@ -271,7 +273,7 @@ def test_containers_index_slice_and_mutate():
 def test_deepcopy_gives_independent_equal_module():
     m = _conv_net(nn)
     c = copy.deepcopy(m)
-    for (n, p), (_, q) in zip(m.named_parameters(), c.named_parameters()):
+    for p, q in zip(m.parameters(), c.parameters()):
         assert p is not q and isinstance(q, nn.Parameter) and q.requires_grad
         np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
     with ember.no_grad():

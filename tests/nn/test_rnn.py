@@ -22,9 +22,8 @@ def _inputs(batch_first, initial, layers, dirs, cell_state):
 
 
 def _check(name, layers=1, batch_first=False, initial=False, bidirectional=False, bias=True):
-    em = getattr(nn, name)(I, H, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional, bias=bias)
-    tm = getattr(torch.nn, name)(I, H, num_layers=layers, batch_first=batch_first, bidirectional=bidirectional,
-                                 bias=bias)
+    kw = dict(num_layers=layers, batch_first=batch_first, bidirectional=bidirectional, bias=bias)
+    em, tm = getattr(nn, name)(I, H, **kw), getattr(torch.nn, name)(I, H, **kw)
     assert list(em.state_dict()) == list(tm.state_dict())
     lstm = name == "LSTM"
     dirs = 2 if bidirectional else 1
@@ -112,7 +111,8 @@ def test_rnn_parameter_init_and_shape_errors():
     bound = 1 / np.sqrt(H)
     for p in m.parameters():
         assert np.abs(p.detach().numpy()).max() <= bound
-    assert [tuple(p.shape) for p in m.parameters()] == [tuple(p.shape) for p in torch.nn.GRU(I, H, 2).parameters()]
+    torch_shapes = [tuple(p.shape) for p in torch.nn.GRU(I, H, 2).parameters()]
+    assert [tuple(p.shape) for p in m.parameters()] == torch_shapes
     with pytest.raises(ember.ShapeError, match="input_size"):
         m(ember.randn(T, B, I + 1))
     with pytest.raises(ember.ShapeError, match="h0"):
@@ -121,8 +121,8 @@ def test_rnn_parameter_init_and_shape_errors():
 
 def test_lstm_language_model_gradients_match_torch():
     # embedding -> 2-layer LSTM -> linear -> cross-entropy: every parameter's gradient
-    tl = torch.nn.ModuleDict(dict(embed=torch.nn.Embedding(20, 8), rnn=torch.nn.LSTM(8, 12, 2, batch_first=True),
-                                  head=torch.nn.Linear(12, 20)))
+    tl = torch.nn.ModuleDict(dict(embed=torch.nn.Embedding(20, 8),
+                                  rnn=torch.nn.LSTM(8, 12, 2, batch_first=True), head=torch.nn.Linear(12, 20)))
     el = nn.ModuleDict(dict(embed=nn.Embedding(20, 8), rnn=nn.LSTM(8, 12, 2, batch_first=True),
                             head=nn.Linear(12, 20)))
     copy_weights(el, tl)

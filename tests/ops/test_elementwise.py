@@ -496,3 +496,7 @@ def test_inplace_under_no_grad_on_an_output_does_not_corrupt_its_backward():
     z.sum().backward()
     s = 1 / (1 + np.exp(-np.array([0.5, 1.0, 2.0])))
     np.testing.assert_allclose(x.grad.numpy(), s * (1 - s), rtol=1e-6)
+
+
+def test_pow_zero_exponent_has_zero_gradient_at_zero():
+    check_op(lambda t, x, y: x**0 + x ** (y * 0), shapes=None, inputs=[np.array([0.0, 1.0, 2.0]), np.ones(3)])

@@ -275,3 +275,10 @@ def test_expand_of_zero_size_and_repeat_zero():
 def test_movement_errors(call, err, msg):
     with pytest.raises(err, match=msg):
         call(ember.ones(2, 3, 4))
+
+
+def test_flip_returns_a_copy_like_torch():
+    x = ember.arange(4.0)
+    y = x.flip(0)
+    y.add_(10.0)
+    assert x.tolist() == [0.0, 1.0, 2.0, 3.0] and y.tolist() == [13.0, 12.0, 11.0, 10.0]

@@ -152,6 +152,26 @@ def test_state_dict_resumes_the_sequence(kind):
     np.testing.assert_array_equal(np.array(rest), full[13:])
 
 
+def test_multistep_state_survives_a_json_round_trip():
+    import json
+    opt = _opt(ember)
+    sched = _build(ember, "multistep", opt)
+    for _ in range(5):
+        sched.step()
+    sd = json.loads(json.dumps(sched.state_dict()))  # milestone keys become strings
+    opt2 = _opt(ember)
+    opt2.load_state_dict(opt.state_dict())
+    sched2 = _build(ember, "multistep", opt2)
+    sched2.load_state_dict(sd)
+    for _ in range(5):
+        sched.step()
+        sched2.step()
+    assert sched2.get_last_lr() == sched.get_last_lr()
+    sched2.step(8)
+    sched.step(8)
+    assert sched2.get_last_lr() == sched.get_last_lr()
+
+
 @pytest.mark.parametrize("kind", ["step", "multistep", "exponential", "cosine", "linear", "constant",
                                   "polynomial", "warm_restarts"])
 def test_step_with_epoch_uses_closed_form_like_torch(kind):

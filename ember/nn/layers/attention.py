@@ -100,7 +100,8 @@ class MultiheadAttention(Module):
         batched = query.ndim == 3
         if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
             raise ShapeError(f"MultiheadAttention: query, key and value must all be 3-D (batched) or 2-D "
-                             f"(unbatched), got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+                             f"(unbatched), got {tuple(query.shape)}, {tuple(key.shape)}, "
+                             f"{tuple(value.shape)}")
         same = query is key, key is value
         if not batched:
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
@@ -115,7 +116,8 @@ class MultiheadAttention(Module):
         N, L, E = query.shape
         S = key.shape[1]
         if E != self.embed_dim:
-            raise ShapeError(f"MultiheadAttention: query has embedding size {E}, expected embed_dim={self.embed_dim}")
+            raise ShapeError(f"MultiheadAttention: query has embedding size {E}, expected "
+                             f"embed_dim={self.embed_dim}")
         H, d = self.num_heads, self.head_dim
         q, k, v = self._project(query, key, value)
         q = q.reshape(N, L, H, d).transpose(1, 2)  # (N, H, L, d)
@@ -149,16 +151,19 @@ class MultiheadAttention(Module):
         if mask is not None:
             if mask.ndim == 2:
                 if tuple(mask.shape) != (L, S):
-                    raise ShapeError(f"MultiheadAttention: the shape of the 2D attn_mask is {tuple(mask.shape)}, "
+                    raise ShapeError(f"MultiheadAttention: the shape of the 2D attn_mask is "
+                                     f"{tuple(mask.shape)}, "
                                      f"but should be {(L, S)}")
                 mask = mask.reshape(1, 1, L, S)
             elif mask.ndim == 3:
                 if tuple(mask.shape) != (N * self.num_heads, L, S):
-                    raise ShapeError(f"MultiheadAttention: the shape of the 3D attn_mask is {tuple(mask.shape)}, "
+                    raise ShapeError(f"MultiheadAttention: the shape of the 3D attn_mask is "
+                                     f"{tuple(mask.shape)}, "
                                      f"but should be {(N * self.num_heads, L, S)}")
                 mask = mask.reshape(N, self.num_heads, L, S)
             else:
-                raise ShapeError(f"MultiheadAttention: attn_mask must be 2-D or 3-D, got shape {tuple(mask.shape)}")
+                raise ShapeError(f"MultiheadAttention: attn_mask must be 2-D or 3-D, got shape "
+                                 f"{tuple(mask.shape)}")
         kpm = _as_additive(key_padding_mask, like, "key_padding_mask")
         if kpm is not None:
             if tuple(kpm.shape) != (N, S):

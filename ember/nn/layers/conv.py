@@ -130,13 +130,14 @@ class ConvTranspose2d(_ConvNd):
 
     _n = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
-                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
-                 dtype=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+                 padding_mode: str = "zeros", device=None, dtype=None):
         if padding_mode != "zeros":
-            raise ValueError(f"Only 'zeros' padding mode is supported for ConvTranspose2d, got {padding_mode!r}")
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, True, output_padding,
-                         groups, bias, padding_mode, device, dtype)
+            raise ValueError(f"Only 'zeros' padding mode is supported for ConvTranspose2d, got "
+                             f"{padding_mode!r}")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, True,
+                         output_padding, groups, bias, padding_mode, device, dtype)
 
     def _output_padding(self, input: Tensor, output_size) -> tuple:
         if output_size is None:
@@ -148,7 +149,8 @@ class ConvTranspose2d(_ConvNd):
                     + self.dilation[d] * (self.kernel_size[d] - 1) + 1)
             extra = output_size[d] - base
             if not 0 <= extra < max(self.stride[d], self.dilation[d]):
-                raise ValueError(f"ConvTranspose2d: requested output size {tuple(output_size)} is not reachable "
+                raise ValueError(f"ConvTranspose2d: requested output size {tuple(output_size)} is not "
+                                 "reachable "
                                  f"from input {tuple(input.shape)} (dim {d} allows {base} to "
                                  f"{base + max(self.stride[d], self.dilation[d]) - 1})")
             out.append(extra)

@@ -14,7 +14,8 @@ class _Loss(Module):
     def __init__(self, reduction: str = "mean"):
         super().__init__()
         if reduction not in ("none", "mean", "sum"):
-            raise ValueError(f"{type(self).__name__}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+            raise ValueError(f"{type(self).__name__}: reduction must be 'none', 'mean' or 'sum', "
+                             f"got {reduction!r}")
         self.reduction = reduction
 
 
@@ -75,7 +76,8 @@ class BCEWithLogitsLoss(_Loss):
     """Binary cross-entropy of logits (sigmoid folded in, numerically stable); `pos_weight` scales the
     positive term per class."""
 
-    def __init__(self, weight: Tensor | None = None, reduction: str = "mean", pos_weight: Tensor | None = None):
+    def __init__(self, weight: Tensor | None = None, reduction: str = "mean",
+                 pos_weight: Tensor | None = None):
         super().__init__(reduction)
         self.register_buffer("weight", weight)
         self.register_buffer("pos_weight", pos_weight)

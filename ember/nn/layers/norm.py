@@ -20,8 +20,9 @@ class _BatchNorm(Module):
 
     _dims: tuple = ()
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, device=None, dtype=None, *,
+                 bias: bool = True):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
@@ -60,7 +61,8 @@ class _BatchNorm(Module):
     def _check_input_dim(self, input: Tensor) -> None:
         if input.ndim not in self._dims:
             from ...errors import ShapeError
-            raise ShapeError(f"{type(self).__name__}: expected {' or '.join(f'{d}D' for d in self._dims)} input, "
+            dims = " or ".join(f"{d}D" for d in self._dims)
+            raise ShapeError(f"{type(self).__name__}: expected {dims} input, "
                              f"got shape {tuple(input.shape)}")
 
     def forward(self, input: Tensor) -> Tensor:
@@ -99,8 +101,8 @@ def _shape(normalized_shape) -> tuple:
 class LayerNorm(Module):
     """Normalise over the last len(normalized_shape) dims, then scale and shift: (*, *shape) -> same."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
-                 device=None, dtype=None):
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, device=None, dtype=None):
         super().__init__()
         self.normalized_shape = _shape(normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine

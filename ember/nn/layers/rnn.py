@@ -117,7 +117,8 @@ class RNNBase(Module):
 
     def _check_input(self, input: Tensor, hx, name: str) -> tuple[Tensor, bool]:
         if input.ndim not in (2, 3):
-            raise ShapeError(f"{name}: expected input of 2 (unbatched) or 3 dims, got shape {tuple(input.shape)}")
+            raise ShapeError(f"{name}: expected input of 2 (unbatched) or 3 dims, got shape "
+                             f"{tuple(input.shape)}")
         if input.shape[-1] != self.input_size:
             raise ShapeError(f"{name}: input has {input.shape[-1]} features in its last dim, expected "
                              f"input_size={self.input_size} (input shape {tuple(input.shape)})")
@@ -135,7 +136,8 @@ class RNNBase(Module):
             return zeros(*expected, dtype=like.dtype, device=like.device)
         if not batched:
             if hx.ndim != 2:
-                raise ShapeError(f"{type(self).__name__}: for unbatched input, {what} should be 2-D, got shape "
+                raise ShapeError(f"{type(self).__name__}: for unbatched input, {what} should be 2-D, got "
+                                 "shape "
                                  f"{tuple(hx.shape)}")
             hx = hx.unsqueeze(1)
         if tuple(hx.shape) != expected:
@@ -144,7 +146,8 @@ class RNNBase(Module):
         return hx
 
     def _run(self, x: Tensor, states: list, direction_fn):
-        """x: (T, B, I); states: per-state (L*D, B, H) tensors. Returns output (T, B, D*H) and final states."""
+        """x: (T, B, I); states: (L*D, B, H) tensors (h, and c for LSTM).
+        Returns the output (T, B, D*H) and the final states."""
         T, B = x.shape[0], x.shape[1]
         dirs = 2 if self.bidirectional else 1
         finals = [[] for _ in states]

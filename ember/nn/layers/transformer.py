@@ -31,8 +31,8 @@ class TransformerEncoderLayer(Module):
                  norm_first: bool = False, bias: bool = True, device=None, dtype=None):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first,
-                                            **kw)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
+                                            batch_first=batch_first, **kw)
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **kw)
         self.dropout = Dropout(dropout)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **kw)
@@ -43,7 +43,8 @@ class TransformerEncoderLayer(Module):
         self.dropout2 = Dropout(dropout)
         if isinstance(activation, str):
             if activation not in _ACTIVATIONS:
-                raise ValueError(f"TransformerEncoderLayer: activation should be 'relu' or 'gelu', not {activation!r}")
+                raise ValueError(f"TransformerEncoderLayer: activation should be 'relu' or 'gelu', "
+                                 f"not {activation!r}")
             activation = _ACTIVATIONS[activation]
         self.activation = activation
 
@@ -59,8 +60,8 @@ class TransformerEncoderLayer(Module):
         return x
 
     def _sa_block(self, x: Tensor, attn_mask, key_padding_mask, is_causal: bool) -> Tensor:
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
-                           is_causal=is_causal)[0]
+        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                           need_weights=False, is_causal=is_causal)[0]
         return self.dropout1(x)
 
     def _ff_block(self, x: Tensor) -> Tensor:
@@ -90,7 +91,8 @@ class TransformerEncoder(Module):
 
 # ember name for the pre-norm block models build GPTs from
 def TransformerBlock(d_model: int, nhead: int, dim_feedforward: int | None = None, dropout: float = 0.0,
-                     activation: str | Callable = "gelu", batch_first: bool = True, **kwargs) -> TransformerEncoderLayer:
+                     activation: str | Callable = "gelu", batch_first: bool = True,
+                     **kwargs) -> TransformerEncoderLayer:
     """A pre-norm (norm_first=True), batch_first TransformerEncoderLayer with a 4*d_model GELU MLP.
     ember-specific convenience: the same module as TransformerEncoderLayer(..., norm_first=True)."""
     return TransformerEncoderLayer(d_model, nhead, dim_feedforward or 4 * d_model, dropout, activation,
