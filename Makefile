@@ -16,12 +16,15 @@ PIP := PIP_NO_INPUT=1 $(PY) -m pip
 # (two workers with two BLAS threads each oversubscribe the cores). Override: make test PYTEST_ARGS=...
 PYTEST_ARGS ?= -n 2
 TEST_THREADS ?= 1
-BENCHES ?= $(filter-out bench/common.py,$(sort $(wildcard bench/*.py)))
+# bench scripts that need several ranks run through `ember run -n $(BENCH_RANKS)`; the rest run plainly
+BENCHES_MPI ?= $(wildcard bench/allreduce.py)
+BENCH_RANKS ?= 2
+BENCHES ?= $(filter-out bench/common.py $(BENCHES_MPI),$(sort $(wildcard bench/*.py)))
 
 .PHONY: help demo test test-all bench lint info clean
 
 help:
-	@sed -n '3,9p' Makefile
+	@sed -n '4,10p' Makefile | cut -c 5-
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +54,8 @@ test-all: $(VENV)/.stamp-test
 
 bench: $(VENV)/.stamp-bench
 	@for f in $(BENCHES); do echo "== $$f"; $(PY) $$f || exit 1; echo; done
+	@for f in $(BENCHES_MPI); do echo "== ember run -n $(BENCH_RANKS) $$f"; \
+		$(VENV)/bin/ember run -n $(BENCH_RANKS) $$f || exit 1; echo; done
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .

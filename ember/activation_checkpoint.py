@@ -8,6 +8,9 @@ reruns `fn` with recording on and propagates the output gradients back to those 
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 from .autograd import AccumulateGrad, _edge, _Mode, _raise_version_error, _run_engine, _seq, enable_grad
 from .function import Function, _SlotNode
 from .random import default_generator
@@ -15,7 +18,22 @@ from .tensor import Tensor
 
 
 class _State:
-    __slots__ = ("function", "args", "kwargs", "rng", "outs", "kind", "inputs", "versions")
+    __slots__ = ("function", "args", "kwargs", "rng", "autocast", "outs", "kind", "inputs", "versions")
+
+
+def _autocast_dtype():
+    # ember.amp sits above this layer: consult it only if the program loaded it
+    amp = sys.modules.get("ember.amp")
+    return None if amp is None else amp.get_autocast_dtype()
+
+
+def _autocast_as(dtype):
+    """Recompute under the autocast setting the forward saw (off if it was off)."""
+    amp = sys.modules.get("ember.amp")
+    if amp is None:
+        return contextlib.nullcontext()
+    return amp.autocast("cpu", dtype=dtype, enabled=True) if dtype is not None else \
+        amp.autocast("cpu", enabled=False)
 
 
 def _flatten(out) -> tuple[list, str]:
@@ -72,7 +90,7 @@ class _Checkpoint(Function):
         if any(t._vc[0] != v for t, v in zip(st.inputs, st.versions)):
             _raise_version_error("Checkpoint", st.inputs, st.versions)
         create_graph = _Mode.enabled  # the engine runs backward with recording == create_graph
-        with enable_grad():
+        with enable_grad(), _autocast_as(st.autocast):
             current = None
             if st.rng is not None:
                 current = default_generator.get_state()
@@ -112,12 +130,14 @@ def checkpoint(function, *args, use_reentrant: bool | None = None, preserve_rng_
     `function` closes over (PyTorch's `use_reentrant=False` semantics; ember has no reentrant
     variant, so `use_reentrant` is accepted and ignored). With `preserve_rng_state` the
     recomputation draws the same random numbers (dropout) as the forward did from ember's
-    default generator. `function` must compute the same thing when run again.
+    default generator; it also runs under the forward's autocast setting. `function` must
+    compute the same thing when run again.
     """
     del use_reentrant
     if not _Mode.enabled:
         return function(*args, **kwargs)
     rng = default_generator.get_state() if preserve_rng_state else None
+    autocast_dtype = _autocast_dtype()
     first_seq = next(_seq)  # every node `function` records has a larger seq
     out = function(*args, **kwargs)
     outs, kind = _flatten(out)
@@ -132,6 +152,7 @@ def checkpoint(function, *args, use_reentrant: bool | None = None, preserve_rng_
             inputs.append(t)
     st = _State()
     st.function, st.args, st.kwargs, st.rng, st.outs, st.kind = function, args, kwargs, rng, outs, kind
+    st.autocast = autocast_dtype
     st.inputs, st.versions = inputs, [t._vc[0] for t in inputs]
     non_diff = [o for o in outs if isinstance(o, Tensor) and not o.requires_grad]
     res = _Checkpoint.apply(st, non_diff, *inputs)

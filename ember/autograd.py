@@ -219,7 +219,10 @@ class Node:
     @property
     def needs_input_grad(self) -> tuple:
         """For each input, whether its gradient is used (False: a backward rule may return None)."""
-        return tuple([p is not None for p in self.parents])
+        p = self.parents
+        if len(p) == 2:  # binary ops ask on every backward: skip the generic loop
+            return (p[0] is not None, p[1] is not None)
+        return tuple([q is not None for q in p])
 
     def run(self, g: Tensor) -> tuple:
         inputs = self.inputs
@@ -304,7 +307,7 @@ def apply(op, *inputs: Tensor, **attrs) -> Tensor:
                               f"Hint: move them with .to('{dev}')")
     be = _CPU_BACKEND if dev is CPU else backend(dev)
     out_dtype = op.dtype(*inputs, **attrs) if op.dtype is not None else x0.dtype
-    if op.upcast and out_dtype.category == 2 and out_dtype.itemsize == 2:
+    if op.upcast and out_dtype.is_low_precision:
         bufs = [t._data.astype("float32") if t.dtype.category == 2 else t._data for t in inputs]
     else:
         bufs = [t._data for t in inputs]

@@ -15,7 +15,7 @@ from .errors import DTypeError
 class DType:
     """An element type: `ember.float32`, `ember.int64`, ... Compare with `==` or `is`."""
 
-    __slots__ = ("name", "np", "itemsize", "is_floating_point", "is_signed", "category")
+    __slots__ = ("name", "np", "itemsize", "is_floating_point", "is_signed", "category", "is_low_precision")
 
     def __init__(self, name: str, np_dtype, category: int):
         self.name = name
@@ -24,6 +24,7 @@ class DType:
         self.category = category  # 0 bool, 1 integer, 2 floating
         self.is_floating_point = category == 2
         self.is_signed = category == 2 or (category == 1 and self.np.kind == "i")
+        self.is_low_precision = category == 2 and self.itemsize == 2  # float16, bfloat16: compute in float32
 
     def __repr__(self) -> str:
         return f"ember.{self.name}"

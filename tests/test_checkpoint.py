@@ -245,3 +245,35 @@ def test_checkpoint_holds_less_memory_measured_by_tracemalloc():
     plain, ckpt = held(False), held(True)
     activations = 64 * 4 * D * 4  # one hidden layer's activation in bytes
     assert plain - ckpt > DEPTH * activations, (plain, ckpt)
+
+
+def test_recompute_runs_under_the_forwards_autocast_setting():
+    from ember import amp
+    x = ember.randn(4, 8, requires_grad=True)
+    w = ember.randn(8, 8, requires_grad=True)
+    grads = []
+    for ckpt in (False, True):
+        x.grad = w.grad = None
+        with amp.autocast(ember.bfloat16):
+            y = ember.checkpoint(lambda a, b: (a @ b).relu(), x, w) if ckpt else (x @ w).relu()
+        assert y.dtype is ember.bfloat16
+        y.float().sum().backward()  # backward outside autocast, as training loops do
+        grads.append((x.grad.numpy().copy(), w.grad.numpy().copy()))
+    np.testing.assert_array_equal(grads[0][0], grads[1][0])
+    np.testing.assert_array_equal(grads[0][1], grads[1][1])
+
+
+def test_double_backward_through_checkpoint_matches_plain():
+    x = ember.tensor([0.3, -0.7, 1.1], dtype=ember.float64, requires_grad=True)
+
+    def block(h):
+        return (h.tanh() * h).sin()
+
+    res = []
+    for ckpt in (False, True):
+        y = (ember.checkpoint(block, x) if ckpt else block(x)).sum()
+        (g,) = ember.autograd.grad(y, x, create_graph=True)
+        (gg,) = ember.autograd.grad(g.sum(), x)
+        res.append((g.detach().numpy(), gg.numpy()))
+    np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-12)
+    np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-12)

@@ -83,6 +83,7 @@ class FlatUnit:
         self.master = Parameter(local.float().clone() if mixed else local)
         self.pending = set()
         self.work = None
+        self.inflight = None  # a prefetching all-gather (stage 3)
 
     def _bind(self, full: Tensor) -> None:
         """Make each parameter a view into `full`."""
@@ -96,12 +97,20 @@ class FlatUnit:
             _point(p, empty(0, dtype=self.dtype))
         self.full = None
 
+    def prefetch(self, group) -> None:
+        """Start gathering this unit's parameters in the background (stage 3)."""
+        if self.full is None and self.work is None and self.inflight is None:
+            full = empty(self.padded, dtype=self.dtype)
+            self.inflight = (comm.all_gather_into_tensor(full, self.local.contiguous(), group, async_op=True), full)
+
     def gather(self, group) -> None:
         """All-gather the shards into a full buffer and point the parameters at it (stage 3)."""
         if self.full is not None:
             return
-        full = empty(self.padded, dtype=self.dtype)
-        comm.all_gather_into_tensor(full, self.local.contiguous(), group)
+        self.prefetch(group)
+        work, full = self.inflight
+        work.wait()
+        self.inflight = None
         self.full = full
         self._bind(full)
 
@@ -157,16 +166,28 @@ class ZeroDataParallel(Module):
                 u.module.register_forward_hook(self._post_forward(u))
 
     # --- stage 3: gather before forward and backward, free after -----------------------------------
+    def _neighbour(self, u: FlatUnit, step: int):
+        i = self.units.index(u) + step
+        return self.units[i] if 0 <= i < len(self.units) else None
+
     def _pre_forward(self, u: FlatUnit):
         def hook(module, args):
             u.gather(self.group)
+            nxt = self._neighbour(u, +1)  # overlap the next unit's gather with this forward
+            if nxt is not None:
+                nxt.prefetch(self.group)
         return hook
 
     def _post_forward(self, u: FlatUnit):
         def hook(module, args, out):
             if is_grad_enabled() and isinstance(out, Tensor) and out.requires_grad:
-                # gather again when backward reaches this unit's output
-                out.register_hook(lambda grad: u.gather(self.group))
+                # gather again when backward reaches this unit's output; prefetch the one before it
+                def regather(grad):
+                    u.gather(self.group)
+                    prev = self._neighbour(u, -1)
+                    if prev is not None:
+                        prev.prefetch(self.group)
+                out.register_hook(regather)
             u._release()
         return hook
 

@@ -382,8 +382,9 @@ class Module:
                 m.state_dict(destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars)
         return destination
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, strict: bool, missing_keys: list,
-                              unexpected_keys: list, error_msgs: list) -> None:
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, missing_keys: list, error_msgs: list) -> None:
+        """Copy this module's own entries (not its children's) from `state_dict`, noting what is missing
+        or does not fit. Layers with legacy checkpoint formats override it."""
         persistent = {k: v for k, v in self._buffers.items() if k not in self._non_persistent_buffers_set}
         local = {k: v for k, v in itertools.chain(self._parameters.items(), persistent.items())
                  if v is not None}
@@ -416,11 +417,10 @@ class Module:
         if not isinstance(state_dict, dict):
             raise TypeError(f"expected state_dict to be dict-like, got {type(state_dict).__name__}")
         missing: list = []
-        unexpected: list = []
         errors: list = []
 
         def load(m: Module, prefix: str) -> None:
-            m._load_from_state_dict(state_dict, prefix, True, missing, unexpected, errors)
+            m._load_from_state_dict(state_dict, prefix, missing, errors)
             for name, child in m._modules.items():
                 if child is not None:
                     load(child, prefix + name + ".")

@@ -33,8 +33,8 @@ def _inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
     When the graph is involved (self or an operand requires grad), self is rebound to the
     result and its history: views taken earlier keep the old values.
     """
-    tracked = _Mode.enabled and (self.requires_grad or builtins.any(isinstance(a, Tensor) and a.requires_grad
-                                                            for a in args))
+    tracked = _Mode.enabled and (self.requires_grad or builtins.any(
+        isinstance(a, Tensor) and a.requires_grad for a in args))
     if not tracked:
         from ..autograd import no_grad
         with no_grad():

@@ -207,6 +207,7 @@ def sub(a, b, alpha=1) -> Tensor:
 
 
 def mul(a, b) -> Tensor:
+    """a * b, broadcasting."""
     return _binary(Mul, a, b)
 
 
@@ -228,6 +229,7 @@ def div(a, b, rounding_mode: str | None = None) -> Tensor:
 
 
 def floor_divide(a, b) -> Tensor:
+    """a // b rounded toward minus infinity (Python semantics); not differentiable."""
     return _binary(FloorDivide, a, b)
 
 
@@ -247,10 +249,12 @@ def pow(a, b) -> Tensor:
 
 
 def maximum(a, b) -> Tensor:
+    """Elementwise larger of a and b (ties split the gradient evenly)."""
     return _binary(Maximum, a, b)
 
 
 def minimum(a, b) -> Tensor:
+    """Elementwise smaller of a and b (ties split the gradient evenly)."""
     return _binary(Minimum, a, b)
 
 
@@ -314,6 +318,7 @@ def _erf(x):
 
 
 def square(x: Tensor) -> Tensor:
+    """x * x."""
     return x * x
 
 
@@ -328,6 +333,7 @@ class LeakyRelu(Op):
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, else negative_slope * x."""
     return apply(LeakyRelu, x, negative_slope=float(negative_slope))
 
 
@@ -342,6 +348,7 @@ class Elu(Op):
 
 
 def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
+    """x where x > 0, else alpha * (exp(x) - 1)."""
     return apply(Elu, float_input(x), alpha=float(alpha))
 
 
@@ -361,6 +368,7 @@ class Softplus(Op):
 
 
 def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold."""
     return apply(Softplus, float_input(x), beta=float(beta), threshold=float(threshold))
 
 
@@ -414,6 +422,7 @@ class Clamp(Op):
 
 
 def clamp(x: Tensor, min=None, max=None) -> Tensor:
+    """x limited to [min, max]; bounds may be numbers or tensors (then they broadcast)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
@@ -499,6 +508,7 @@ class LogicalNot(Op):
 
 
 def logical_not(x: Tensor) -> Tensor:
+    """True where x is zero/False (a bool tensor)."""
     return apply(LogicalNot, x)
 
 
@@ -515,6 +525,7 @@ class IsNan(Op):
 
 
 def isnan(x: Tensor) -> Tensor:
+    """True where x is NaN."""
     return apply(IsNan, x)
 
 
@@ -531,10 +542,12 @@ class IsInf(Op):
 
 
 def isinf(x: Tensor) -> Tensor:
+    """True where x is +inf or -inf."""
     return apply(IsInf, x)
 
 
 def isfinite(x: Tensor) -> Tensor:
+    """True where x is neither NaN nor infinite."""
     return logical_not(isnan(x) | isinf(x))
 
 
@@ -568,6 +581,7 @@ class BitwiseNot(Op):
 
 
 def bitwise_not(x: Tensor) -> Tensor:
+    """~x for bool and integer tensors."""
     if x.dtype.category == 2:
         raise DTypeError(f"bitwise_not: needs bool or integer tensors, got {x.dtype}")
     return apply(BitwiseNot, x)

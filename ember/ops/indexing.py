@@ -127,6 +127,7 @@ class IndexAddInto(Op):
 
 
 def index_add_into(g: Tensor, shape, key) -> Tensor:
+    """zeros(shape) with g added at `key` (repeated indices accumulate): getitem's backward."""
     return apply(IndexAddInto, g, shape=tuple(shape), key=key)
 
 
@@ -215,6 +216,7 @@ class Gather(Op):
 
 
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """out[i][j] = x[i][index[i][j]] for dim=1: values picked along `dim`; index has x's ndim."""
     d = norm_dim(dim, x.ndim, "gather")
     _check_gather("gather", x, d, index)
     return apply(Gather, x, index, dim=d)
@@ -258,6 +260,7 @@ class Scatter(Op):
 
 
 def pad_to(x: Tensor, shape) -> Tensor:
+    """x zero-padded at the end of each dim up to `shape`."""
     from .movement import pad
     widths = []
     for s, t in zip(reversed(x.shape), reversed(shape)):
@@ -272,6 +275,7 @@ def _src_tensor(x, index, src):
 
 
 def scatter_add(x: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    """A copy of x with src added at `index` along `dim` (repeated indices accumulate)."""
     d = norm_dim(dim, x.ndim, "scatter_add")
     _check_gather("scatter_add", x, d, index, src)
     return apply(ScatterAdd, x, index, _src_tensor(x, index, src), dim=d)
@@ -297,4 +301,5 @@ def masked_fill(x: Tensor, mask: Tensor, value) -> Tensor:
 
 
 def take_along_dim(x: Tensor, indices: Tensor, dim: int) -> Tensor:
+    """gather(x, dim, indices) under NumPy's name."""
     return gather(x, dim, indices)

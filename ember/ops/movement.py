@@ -161,10 +161,12 @@ def expand(x: Tensor, *shape) -> Tensor:
 
 
 def broadcast_to(x: Tensor, shape) -> Tensor:
+    """x expanded to `shape` (a read-only view)."""
     return expand(x, tuple(shape))
 
 
 def expand_as(x: Tensor, other: Tensor) -> Tensor:
+    """x expanded to other's shape."""
     return expand(x, other.shape)
 
 
@@ -207,6 +209,7 @@ class Contiguous(Op):
 
 
 def contiguous(x: Tensor) -> Tensor:
+    """x itself if its buffer is C-contiguous, else a contiguous copy."""
     return x if x._data.flags.c_contiguous else apply(Contiguous, x)
 
 
@@ -488,6 +491,7 @@ def T(x: Tensor) -> Tensor:
 
 
 def movedim(x: Tensor, source: int, destination: int) -> Tensor:
+    """Move dimension `source` to position `destination`, keeping the others in order."""
     s, d = norm_dim(source, x.ndim, "movedim"), norm_dim(destination, x.ndim, "movedim")
     order = [i for i in range(x.ndim) if i != s]
     order.insert(d, s)

@@ -156,6 +156,7 @@ def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
 
 
 def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the smallest value (of the flattened tensor if dim is None); ties: the first."""
     d = None if dim is None or x.ndim == 0 else norm_dim(dim, x.ndim, "argmin")
     _check_nonempty(x, tuple(range(x.ndim)) if d is None else (d,), "argmin")
     return apply(Argmin, x, dim=d, keepdim=keepdim)
@@ -305,6 +306,7 @@ class Prod(_Reduce):
 
 
 def prod(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    """Product over `dim` (all dims if None); zeros in the input get the exact gradient."""
     if dtype is not None:
         x = x.to(dtype)
     return apply(Prod, x, dims=norm_dims(dim, x.ndim, "prod"), keepdim=keepdim)
@@ -337,8 +339,10 @@ class Any(_Reduce):
 
 
 def all(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """True where every element over `dim` is nonzero (a bool tensor)."""
     return apply(All, x, dims=norm_dims(dim, x.ndim, "all"), keepdim=keepdim)
 
 
 def any(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    """True where some element over `dim` is nonzero (a bool tensor)."""
     return apply(Any, x, dims=norm_dims(dim, x.ndim, "any"), keepdim=keepdim)

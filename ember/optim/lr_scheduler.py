@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .optimizer import Optimizer
+from .plateau import ReduceLROnPlateau
 
 
 class LRScheduler:
@@ -480,4 +481,5 @@ def _per_group(name: str, optimizer: Optimizer, value) -> list:
 
 
 __all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR", "LinearLR", "ConstantLR",
-           "PolynomialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "SequentialLR", "OneCycleLR"]
+           "PolynomialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "SequentialLR", "OneCycleLR",
+           "ReduceLROnPlateau"]

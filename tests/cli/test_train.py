@@ -99,10 +99,11 @@ def test_resume_is_exact_with_mixed_precision(tmp_path, text_file, amp):
     assert (scaler is not None) == (amp == "fp16")  # GradScaler state travels in meta.json
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="no shared MNIST folder on this machine")
 def test_resume_is_exact_for_a_batchnorm_classifier_on_mnist(tmp_path):
+    _fake_mnist(tmp_path / "mnist", n_train=48, n_test=16)
     kw = dict(model="resnet", data="mnist", steps=4, batch_size=16, eval_every=0, eval_batches=1,
-              model_config={"width": 4, "layers": [1]}, optimizer="sgd", scheduler="step")
+              model_config={"width": 4, "layers": [1]}, optimizer="sgd", scheduler="step",
+              data_dir=str(tmp_path / "mnist"))
     straight = train(_cfg("mnist", tmp_path / "a", **kw), log=_quiet)
     first = train(_cfg("mnist", tmp_path / "b", **kw), on_step=lambda s, _l: s == 2, log=_quiet)
     second = train(_cfg("mnist", tmp_path / "b", resume=True, **kw), log=_quiet)
@@ -210,6 +211,66 @@ def test_cli_mlp_on_mnist_reports_accuracy(tmp_path, capsys):
     assert "first 8000 images" in captured.err and "last 2000" in captured.err
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert 0.0 <= summary["accuracy"] <= 1.0
+
+
+def _fake_cifar(root: Path, per_file: int = 8) -> None:
+    """CIFAR-10 binary files with random records (1 label byte + 3072 pixel bytes each)."""
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        rec = rng.integers(0, 256, (per_file, 3073), dtype=np.uint8)
+        rec[:, 0] %= 10
+        (folder / name).write_bytes(rec.tobytes())
+
+
+def _fake_mnist(root: Path, n_train: int, n_test: int) -> None:
+    """MNIST IDX files (uncompressed) with random pixels and labels."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        img = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        lab = rng.integers(0, 10, n, dtype=np.uint8)
+        (root / f"{prefix}-images-idx3-ubyte").write_bytes(
+            bytes([0, 0, 8, 3]) + np.array([n, 28, 28], ">u4").tobytes() + img.tobytes())
+        (root / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            bytes([0, 0, 8, 1]) + np.array([n], ">u4").tobytes() + lab.tobytes())
+
+
+def test_cli_convnet_on_cifar10_folder(tmp_path, capsys):
+    _fake_cifar(tmp_path / "cifar")
+    rc = main(["train", "--model", "convnet", "--data", "cifar10", "--data-dir", str(tmp_path / "cifar"),
+               "--steps", "2", "--batch-size", "8", "--out", str(tmp_path / "r"), "--no-progress"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["step"] == 2 and 0 <= summary["accuracy"] <= 1
+    w = ember.load(tmp_path / "r/checkpoint/model.safetensors")
+    assert w["features.0.weight"].shape == (32, 3, 3, 3)
+    assert w["classifier.1.weight"].shape == (128, 64 * 8 * 8)
+    # a folder without the files: one line that says what to pass
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--model", "mlp", "--data", "cifar10", "--data-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "CIFAR-10 in" in err and "--data-dir" in err and len(err.splitlines()) == 1
+
+
+def test_mnist_uses_the_training_files_when_present(tmp_path):
+    from ember.training.tasks import build_task
+    _fake_mnist(tmp_path / "mnist", n_train=40, n_test=24)
+    task = build_task(TrainConfig(model="mlp", data="mnist", data_dir=str(tmp_path / "mnist")))
+    assert (len(task.train), len(task.val)) == (40, 24) and task.note == ""
+    x, y = task.train[0]
+    assert x.shape == (1, 28, 28) and x.dtype is ember.float32 and y.dtype is ember.int64
+
+
+def test_mnist_with_only_the_test_files_splits_8000_2000(tmp_path):
+    from ember.training.tasks import build_task
+    _fake_mnist(tmp_path / "mnist", n_train=0, n_test=10000)
+    for f in (tmp_path / "mnist").glob("train-*"):
+        f.unlink()
+    task = build_task(TrainConfig(model="mlp", data="mnist", data_dir=str(tmp_path / "mnist")))
+    assert (len(task.train), len(task.val)) == (8000, 2000)
+    assert "first 8000" in task.note and "last 2000" in task.note
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -75,7 +75,7 @@ def check_module(em, tm, inputs, atol: float = 1e-5, rtol: float = 1e-4, train: 
         if t is None:
             assert e is None, f"output {i}: torch returns None"
             continue
-        assert tuple(e.shape) == tuple(t.shape), f"output {i}: shape {tuple(e.shape)} != torch {tuple(t.shape)}"
+        assert tuple(e.shape) == tuple(t.shape), f"output {i}: {tuple(e.shape)} != torch {tuple(t.shape)}"
         np.testing.assert_allclose(_np(e), _np(t), atol=atol, rtol=rtol,
                                    err_msg=f"output {i} differs from torch")
         if grad and t.requires_grad:

@@ -162,6 +162,12 @@ def test_embedding_matches_torch_and_padding_row_gets_no_grad(padding_idx):
         assert not np.any(fresh.weight.detach().numpy()[row])
 
 
+def test_embedding_max_norm_renormalises_rows_like_torch():
+    em, tm = twins("Embedding", 7, 4, max_norm=1.0)
+    check_module(em, tm, [np.array([[0, 3, 6, 3]])])
+    np.testing.assert_allclose(em.weight.detach().numpy(), tm.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_embedding_from_pretrained_is_frozen_copy():
     w = ember.randn(5, 3)
     e = nn.Embedding.from_pretrained(w)
@@ -269,7 +275,8 @@ def test_multihead_attention_self_attention_fused_projection_and_no_bias():
 
 
 @pytest.mark.parametrize("mask_kind", ["bool", "float"])
-def test_multihead_attention_masks_match_torch(mask_kind):
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_multihead_attention_masks_match_torch(mask_kind, need_weights):
     L, S, N = 4, 5, 2
     rng = np.random.default_rng(0)
     attn = rng.uniform(size=(L, S)) < 0.3
@@ -280,7 +287,8 @@ def test_multihead_attention_masks_match_torch(mask_kind):
         attn = np.where(attn, -np.inf, 0.0).astype(np.float32)
         kpm = np.where(kpm, -np.inf, 0.0).astype(np.float32)
     em, tm = twins("MultiheadAttention", 8, 2)
-    check_module(em, tm, _mha_inputs(False, L, S, N), kwargs=dict(attn_mask=attn, key_padding_mask=kpm))
+    check_module(em, tm, _mha_inputs(False, L, S, N),
+                 kwargs=dict(attn_mask=attn, key_padding_mask=kpm, need_weights=need_weights))
 
 
 def test_multihead_attention_3d_mask_unbatched_and_need_weights_false():

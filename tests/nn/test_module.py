@@ -302,3 +302,15 @@ def test_forward_not_implemented_names_the_class():
         pass
     with pytest.raises(NotImplementedError, match="Empty"):
         Empty()(1)
+
+
+def test_parameters_to_vector_round_trip():
+    from ember.nn.utils import parameters_to_vector, vector_to_parameters
+    m = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    vec = parameters_to_vector(m.parameters())
+    expected = np.concatenate([p.detach().numpy().ravel() for p in m.parameters()])
+    np.testing.assert_array_equal(vec.detach().numpy(), expected)
+    vector_to_parameters(vec * 2, m.parameters())
+    np.testing.assert_allclose(parameters_to_vector(m.parameters()).detach().numpy(), 2 * expected)
+    with pytest.raises(ember.ShapeError, match="26 elements"):
+        vector_to_parameters(ember.zeros(5), m.parameters())

@@ -121,10 +121,10 @@ def test_rnn_parameter_init_and_shape_errors():
 
 def test_lstm_language_model_gradients_match_torch():
     # embedding -> 2-layer LSTM -> linear -> cross-entropy: every parameter's gradient
-    tl = torch.nn.ModuleDict(dict(embed=torch.nn.Embedding(20, 8),
-                                  rnn=torch.nn.LSTM(8, 12, 2, batch_first=True), head=torch.nn.Linear(12, 20)))
-    el = nn.ModuleDict(dict(embed=nn.Embedding(20, 8), rnn=nn.LSTM(8, 12, 2, batch_first=True),
-                            head=nn.Linear(12, 20)))
+    def lm(lib):
+        return lib.ModuleDict(dict(embed=lib.Embedding(20, 8), rnn=lib.LSTM(8, 12, 2, batch_first=True),
+                                   head=lib.Linear(12, 20)))
+    tl, el = lm(torch.nn), lm(nn)
     copy_weights(el, tl)
     ids = np.random.default_rng(0).integers(0, 20, size=(3, 9))
 

@@ -67,8 +67,9 @@ def test_unary_matches_torch(name, fn, dom, shape):
 
 
 @pytest.mark.parametrize("name,fn,dom", UNARY, ids=UNARY_IDS)
-def test_unary_gradcheck(name, fn, dom):
-    gradcheck(lambda x: fn(ember, x), [rand((2, 3), *dom)])
+@pytest.mark.parametrize("shape", [(2, 3), (1,), (), (0, 2)], ids=str)
+def test_unary_gradcheck(name, fn, dom, shape):
+    gradcheck(lambda x: fn(ember, x), [rand(shape, *dom)])
 
 
 @pytest.mark.parametrize("name,fn,dom", UNARY, ids=UNARY_IDS)

@@ -119,6 +119,14 @@ def test_movement_gradcheck(name, fn, shape):
 @pytest.mark.parametrize(
     "name,fn,shape", [m for m in MOVEMENT if len(m[2]) >= 2], ids=[m[0] for m in MOVEMENT if len(m[2]) >= 2]
 )
+def test_movement_gradcheck_noncontiguous(name, fn, shape):
+    # the op sees a transposed view of a (..., b, a) buffer
+    gradcheck(lambda x: fn(ember, x.mT), [rand(shape[:-2] + shape[-2:][::-1], seed=3)])
+
+
+@pytest.mark.parametrize(
+    "name,fn,shape", [m for m in MOVEMENT if len(m[2]) >= 2], ids=[m[0] for m in MOVEMENT if len(m[2]) >= 2]
+)
 def test_movement_gradgradcheck(name, fn, shape):
     # multiply by the input so the first gradient depends on it
     gradgradcheck(lambda x: [o * o for o in _outs(fn(ember, x))], [rand(shape, seed=5)], atol=1e-5)

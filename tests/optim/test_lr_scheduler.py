@@ -200,3 +200,25 @@ def test_sequential_lr_checks_its_arguments():
         S.SequentialLR(opt, [a, b], milestones=[3])
     with pytest.raises(ValueError, match="milestones"):
         S.SequentialLR(opt, [a, S.StepLR(opt, 3)], milestones=[3, 5])
+
+
+@pytest.mark.parametrize("kw", [dict(patience=2), dict(mode="max", factor=0.5, patience=1, cooldown=2),
+                                dict(threshold=0.05, threshold_mode="abs", min_lr=[0.02, 0.05],
+                                     patience=0),
+                                dict(mode="max", threshold_mode="abs", threshold=0.1, patience=1,
+                                     factor=0.3)])
+def test_reduce_on_plateau_matches_torch(kw):
+    rng = np.random.default_rng(0)
+    metrics = np.concatenate([np.linspace(1.0, 0.5, 8), 0.5 + 0.02 * rng.normal(size=22)])
+    out = []
+    for lib in (ember, torch):
+        opt = _opt(lib)
+        mod = S if lib is ember else torch.optim.lr_scheduler
+        sched = mod.ReduceLROnPlateau(opt, **kw)
+        seq = []
+        for m in metrics:
+            sched.step(float(m))
+            seq.append(list(sched.get_last_lr()))
+        out.append(seq)
+    assert out[0] == out[1]
+    assert out[0][-1] != out[0][0]  # it did cut the rate

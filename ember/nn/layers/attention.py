@@ -125,14 +125,19 @@ class MultiheadAttention(Module):
         v = v.reshape(N, S, H, d).transpose(1, 2)
 
         mask = self._merge_masks(attn_mask, key_padding_mask, is_causal, q, N, L, S)
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))
-        if mask is not None:
-            scores = scores + mask
-        weights = F.softmax(scores, -1)
-        if self.dropout > 0.0 and self.training:
-            weights = F.dropout(weights, self.dropout, True)
-        out = (weights @ v).transpose(1, 2).reshape(N, L, E)
-        out = self.out_proj(out)
+        dropout_p = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d))
+            if mask is not None:
+                scores = scores + mask
+            weights = F.softmax(scores, -1)
+            if dropout_p > 0.0:
+                weights = F.dropout(weights, dropout_p, True)
+            out = weights @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        out = self.out_proj(out.transpose(1, 2).reshape(N, L, E))
         if not batched:
             out = out.squeeze(0)
         elif not self.batch_first:

@@ -1,4 +1,4 @@
-"""nn utilities: flattening parameters to one vector and back."""
+"""nn utilities: parameters as one flat vector and back, gradient clipping."""
 
 from .clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from .convert_parameters import parameters_to_vector, vector_to_parameters
