@@ -2,7 +2,7 @@
 # what it needs; a stamp file per extra re-runs pip only when pyproject.toml changes.
 #
 #   make demo       train a small MLP with ember's autograd (examples/train_mlp.py)
-#   make test       the fast test suite (slow tests deselected), on 2 workers
+#   make test       the fast test suite (slow tests deselected): 2 workers, then MPI tests alone
 #   make test-all   every test, slow ones included
 #   make bench      the benchmark scripts in bench/ (ember against NumPy / PyTorch)
 #   make lint       ruff
@@ -16,8 +16,13 @@ PIP := PIP_NO_INPUT=1 $(PY) -m pip
 # (two workers with two BLAS threads each oversubscribe the cores). Override: make test PYTEST_ARGS=...
 PYTEST_ARGS ?= -n 2
 TEST_THREADS ?= 1
-# bench scripts that need several ranks run through `ember run -n $(BENCH_RANKS)`; the rest run plainly
-BENCHES_MPI ?= $(wildcard bench/allreduce.py)
+# tests that start several processes of their own (MPI ranks) and wait on timeouts: they run after
+# the rest, in one pytest process, so no xdist worker competes with their ranks for the cores
+SERIAL_TESTS ?= $(wildcard tests/distributed)
+PYTEST = OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q
+# bench scripts whose docstring says `usage: ember run -n ...` need several ranks: they run through
+# `ember run -n $(BENCH_RANKS)`; the rest run plainly
+BENCHES_MPI ?= $(sort $(shell grep -l 'usage: ember run -n' bench/*.py 2>/dev/null))
 BENCH_RANKS ?= 2
 BENCHES ?= $(filter-out bench/common.py $(BENCHES_MPI),$(sort $(wildcard bench/*.py)))
 
@@ -46,11 +51,21 @@ $(VENV)/.stamp-bench: pyproject.toml | $(PY)
 demo: $(VENV)/.stamp-base
 	$(PY) examples/train_mlp.py
 
+# $(call pytest_two_phases,EXTRA_ARGS): the parallel phase, then SERIAL_TESTS; fails if either does
+define pytest_two_phases
+	@status=0; \
+	echo '$(PYTEST) $(PYTEST_ARGS) $(1) $(addprefix --ignore=,$(SERIAL_TESTS))'; \
+	$(PYTEST) $(PYTEST_ARGS) $(1) $(addprefix --ignore=,$(SERIAL_TESTS)) || status=$$?; \
+	$(if $(SERIAL_TESTS),echo '$(PYTEST) $(1) $(SERIAL_TESTS)'; \
+	$(PYTEST) $(1) $(SERIAL_TESTS) || status=$$?;) \
+	exit $$status
+endef
+
 test: $(VENV)/.stamp-test
-	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q $(PYTEST_ARGS)
+	$(call pytest_two_phases,)
 
 test-all: $(VENV)/.stamp-test
-	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q $(PYTEST_ARGS) -m "slow or not slow"
+	$(call pytest_two_phases,-m "slow or not slow")
 
 bench: $(VENV)/.stamp-bench
 	@for f in $(BENCHES); do echo "== $$f"; $(PY) $$f || exit 1; echo; done

@@ -2,12 +2,13 @@
 
 Inside `autocast`, matmul (and so linear and conv, which are built on it) casts its float32
 inputs to the low dtype, while softmax, log_softmax, norms and losses, decorated with
-`float32_inputs`, compute in float32. The only global state is `_State` below.
+`float32_inputs`, compute in float32. The only global state is `_state` below.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 from . import dtype as dt
@@ -16,19 +17,23 @@ from .errors import DTypeError
 from .tensor import Tensor
 
 
-class _State:
-    """The one piece of global amp state: the low dtype while autocast is on, else None."""
+class _State(threading.local):
+    """The one piece of global amp state: the low dtype while autocast is on, else None.
+    Per thread, as PyTorch's: a server thread's autocast does not leak into another's matmuls."""
 
     dtype: dt.DType | None = None
 
 
+_state = _State()
+
+
 def is_autocast_enabled() -> bool:
-    return _State.dtype is not None
+    return _state.dtype is not None
 
 
 def get_autocast_dtype() -> dt.DType | None:
     """The dtype autocast casts matmul inputs to, or None outside autocast."""
-    return _State.dtype
+    return _state.dtype
 
 
 class autocast:
@@ -53,12 +58,12 @@ class autocast:
         self.enabled = bool(enabled)
 
     def __enter__(self) -> autocast:
-        self._prev = _State.dtype
-        _State.dtype = self.fast_dtype if self.enabled else None
+        self._prev = _state.dtype
+        _state.dtype = self.fast_dtype if self.enabled else None
         return self
 
     def __exit__(self, *exc) -> bool:
-        _State.dtype = self._prev
+        _state.dtype = self._prev
         return False
 
     def __call__(self, fn):
@@ -82,7 +87,7 @@ def _to(t, dtype: dt.DType):
 
 def cast_pair(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """(a, b) in the autocast dtype when autocast is on, else unchanged: matmul's hook."""
-    low = _State.dtype
+    low = _state.dtype
     if low is None:
         return a, b
     return _to(a, low), _to(b, low)
@@ -94,7 +99,7 @@ def low_precision_inputs(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        low = _State.dtype
+        low = _state.dtype
         if low is None:
             return fn(*args, **kwargs)
         return fn(*(_to(a, low) for a in args), **{k: _to(v, low) for k, v in kwargs.items()})
@@ -113,7 +118,7 @@ def float32_inputs(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if _State.dtype is None:
+        if _state.dtype is None:
             return fn(*args, **kwargs)
         return fn(*(_up(a) for a in args), **{k: _up(v) for k, v in kwargs.items()})
     return wrapper

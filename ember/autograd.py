@@ -1,161 +1,31 @@
-"""Reverse-mode autodiff: grad modes, the dispatcher that records the tape, and the engine.
+"""Reverse-mode autodiff: the dispatcher that records the tape, and the engine that replays it.
 
 `apply(op, *inputs, **attrs)` runs an op's kernel and, when grad mode is on and an input
-requires grad, links the output to a `Node`. `backward` walks the nodes in reverse
-creation order calling each op's backward rule, which is itself written with ember ops,
-so with `create_graph=True` the backward pass is recorded too (higher-order gradients).
+requires grad, links the output to a `Node`. `backward` walks the nodes latest first,
+calling each op's backward rule, which is itself written with ember ops, so with
+`create_graph=True` the backward pass is recorded too (higher-order gradients). Grad modes
+live in grad_mode.py, custom `Function`s in function.py, `checkpoint` in activation_checkpoint.py;
+all are re-exported here.
 """
 
 from __future__ import annotations
 
-import functools
 import heapq
-import inspect
 import itertools
 import weakref
 
 from .devices import CPU, backend
 from .errors import AutogradError, DeviceError, EmberError, ShapeError, fmt_shape
+from .grad_mode import (  # noqa: F401  (re-exported: ember.autograd.no_grad, ...)
+    _Mode,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .tensor import Tensor
-
-# --- grad mode: the one piece of global autograd state ---------------------------------------
-
-
-class _Mode:
-    enabled = True
-    inference = False
-
-
-class _GradModeContext:
-    """Base of no_grad / enable_grad / inference_mode: a context manager and a decorator.
-
-    As in PyTorch, `@no_grad` and `@no_grad()` both decorate; a decorated generator runs
-    each step under the mode.
-    """
-
-    _value = True
-    _inference = False
-
-    def __new__(cls, *args, **kwargs):
-        # `@no_grad` without parentheses: the function arrives as the only argument
-        if cls._no_arg_decorator and len(args) == 1 and not kwargs and callable(args[0]):
-            return cls()(args[0])
-        return super().__new__(cls)
-
-    _no_arg_decorator = True
-
-    def __enter__(self):
-        self._prev = (_Mode.enabled, _Mode.inference)
-        if self._value is not None:
-            _Mode.enabled = self._value
-        _Mode.inference = self._inference
-
-    def __exit__(self, *exc):
-        _Mode.enabled, _Mode.inference = self._prev
-        return False
-
-    def clone(self):
-        return self.__class__()
-
-    def __call__(self, fn):
-        if inspect.isgeneratorfunction(fn):
-            @functools.wraps(fn)
-            def gen_wrapper(*args, **kwargs):
-                gen = fn(*args, **kwargs)
-                with self.clone():
-                    value = next(gen)
-                while True:
-                    try:
-                        sent = yield value
-                    except GeneratorExit:
-                        with self.clone():
-                            gen.close()
-                        raise
-                    except BaseException as e:  # forward throw() into the generator
-                        with self.clone():
-                            value = gen.throw(e)
-                        continue
-                    with self.clone():
-                        value = gen.send(sent)
-            return gen_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.clone():
-                return fn(*args, **kwargs)
-        return wrapper
-
-
-class no_grad(_GradModeContext):
-    """Record nothing: ops inside produce tensors without history."""
-
-    _value = False
-
-
-class enable_grad(_GradModeContext):
-    """Record again inside a no_grad region."""
-
-    _value = True
-
-
-class inference_mode(_GradModeContext):
-    """Like no_grad (ember keeps no inference-only tensors); `inference_mode(False)` changes nothing."""
-
-    _no_arg_decorator = False
-
-    def __new__(cls, mode=True):
-        if callable(mode):  # `@inference_mode` without parentheses
-            return cls(True)(mode)
-        return super().__new__(cls)
-
-    def __init__(self, mode: bool = True):
-        self.mode = bool(mode)
-        self._value = False if self.mode else None
-        self._inference = self.mode
-
-    def __enter__(self):
-        self._prev = (_Mode.enabled, _Mode.inference)
-        if self.mode:
-            _Mode.enabled, _Mode.inference = False, True
-
-    def clone(self):
-        return inference_mode(self.mode)
-
-
-class set_grad_enabled(_GradModeContext):
-    """Turn recording on or off: as a context manager, a decorator, or called plainly
-    (`set_grad_enabled(False)` sets the mode at once, as in PyTorch)."""
-
-    _no_arg_decorator = False
-
-    def __init__(self, mode: bool):
-        self.mode = bool(mode)
-        self._prev = (_Mode.enabled, _Mode.inference)
-        _Mode.enabled = self.mode
-
-    def __enter__(self):
-        _Mode.enabled = self.mode
-
-    def __call__(self, fn):
-        _Mode.enabled = self._prev[0]  # used as a decorator: undo the switch done by __init__
-        return super().__call__(fn)
-
-    def clone(self):
-        prev = _Mode.enabled
-        c = set_grad_enabled(self.mode)
-        _Mode.enabled = prev
-        return c
-
-
-def is_grad_enabled() -> bool:
-    """Whether ops record history for autograd now."""
-    return _Mode.enabled
-
-
-def is_inference_mode_enabled() -> bool:
-    """Whether an `inference_mode()` region is active."""
-    return _Mode.inference
-
 
 # --- the tape ----------------------------------------------------------------------------------
 
@@ -172,7 +42,7 @@ class Node:
     """
 
     __slots__ = ("op", "inputs", "attrs", "saved", "_out", "out_version", "parents", "versions", "seq",
-                 "hooks", "__weakref__")
+                 "hooks", "_keep", "__weakref__")
 
     def __init__(self, op, inputs, attrs, out, saved=None):
         self.op = op
@@ -181,17 +51,34 @@ class Node:
         self.saved = saved
         self._out = weakref.ref(out)
         self.out_version = out._vc[0]  # an in-place change to the output makes `out` recompute it
-        # one pass over the inputs (this runs once per recorded op: keep it lean)
-        parents = []
-        versions = []
-        for t in inputs:
-            f = t.grad_fn
-            if f is None and t.requires_grad:
-                f = _leaf_edge(t)
-            parents.append(f)
-            versions.append(t._vc[0])
-        self.parents = parents
-        self.versions = versions
+        # this runs once per recorded op: unary and binary ops skip the generic loop
+        n = len(inputs)
+        if n == 2:
+            a, b = inputs
+            fa, fb = a.grad_fn, b.grad_fn
+            if fa is None and a.requires_grad:
+                fa = _leaf_edge(a)
+            if fb is None and b.requires_grad:
+                fb = _leaf_edge(b)
+            self.parents = (fa, fb)
+            self.versions = (a._vc[0], b._vc[0])
+        elif n == 1:
+            a = inputs[0]
+            fa = a.grad_fn
+            if fa is None and a.requires_grad:
+                fa = _leaf_edge(a)
+            self.parents = (fa,)
+            self.versions = (a._vc[0],)
+        else:
+            parents, versions = [], []
+            for t in inputs:
+                f = t.grad_fn
+                if f is None and t.requires_grad:
+                    f = _leaf_edge(t)
+                parents.append(f)
+                versions.append(t._vc[0])
+            self.parents = parents
+            self.versions = versions
         self.seq = next(_seq)
         self.hooks = None
 
@@ -235,8 +122,16 @@ class Node:
         return grads if grads.__class__ is tuple else (grads,)
 
     def release(self) -> None:
+        """Free what backward needed (after it ran, unless retain_graph)."""
+        for t in self.inputs:
+            # An input that a producer not yet run may read back as its `ctx.out` (tanh, exp, ...):
+            # hand it to that producer to hold, or dropping it here would force a recomputation.
+            f = t.grad_fn
+            if f is not None and f.__class__ is Node and f.inputs is not None and f._out() is t:
+                f._keep = t
         self.inputs = None
         self.saved = None
+        self._keep = None
 
 
 def _freed_error(name: str) -> AutogradError:
@@ -309,6 +204,10 @@ def apply(op, *inputs: Tensor, **attrs) -> Tensor:
     out_dtype = op.dtype(*inputs, **attrs) if op.dtype is not None else x0.dtype
     if op.upcast and out_dtype.is_low_precision:
         bufs = [t._data.astype("float32") if t.dtype.category == 2 else t._data for t in inputs]
+    elif len(inputs) == 2:  # the common cases without a comprehension's frame
+        bufs = (x0._data, inputs[1]._data)
+    elif len(inputs) == 1:
+        bufs = (x0._data,)
     else:
         bufs = [t._data for t in inputs]
     try:
@@ -340,7 +239,7 @@ def apply(op, *inputs: Tensor, **attrs) -> Tensor:
         out._base = x0 if x0._base is None else x0._base
     else:
         out._vc = [0]
-    if _Mode.enabled and op.differentiable:
+    if _Mode.enabled and op.differentiable and out_dtype.category == 2:  # only floats carry gradients
         for t in inputs:
             if t.requires_grad:
                 out.requires_grad = True
@@ -491,6 +390,8 @@ def _finish_leaf(t: Tensor, g, targets, results, node, create_graph: bool, stop_
     if stop_at_targets:
         results[targets[node]] = g
         return
+    if g.__class__ is Tensor and g.dtype is not t.dtype:
+        g = g.to(t.dtype)  # .grad always has the leaf's dtype
     if t._hooks:
         g = _run_hooks(t._hooks, g)
     if targets is not None:
@@ -523,7 +424,7 @@ def _grad_like(t: Tensor, gradient, where: str) -> Tensor:
     if gradient.shape != t.shape:
         raise ShapeError(f"{where}: gradient has shape {fmt_shape(gradient.shape)}, expected the output's "
                          f"shape {fmt_shape(t.shape)}")
-    return gradient
+    return gradient if gradient.dtype is t.dtype else gradient.to(t.dtype)
 
 
 def backward(tensors, grad_tensors=None, retain_graph: bool | None = None, create_graph: bool = False,

@@ -82,10 +82,12 @@ def _fill(size, value, dtype, device, requires_grad, default):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros of shape `size` (ints or one tuple)."""
     return _fill(size, 0, dtype, device, requires_grad, dt.get_default_dtype())
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones of shape `size` (ints or one tuple)."""
     return _fill(size, 1, dtype, device, requires_grad, dt.get_default_dtype())
 
 
@@ -95,6 +97,8 @@ def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of shape `size` filled with `fill_value`; without `dtype`, the value decides it
+    (int64 for ints, bool for bools, the default float for floats)."""
     default = dt.scalar_dtype(fill_value) if not isinstance(fill_value, Tensor) else fill_value.dtype
     return _fill((tuple(size) if not isinstance(size, int) else (size,),), fill_value, dtype, device,
                  requires_grad, default)
@@ -105,18 +109,22 @@ def _like(fn, x: Tensor, *args, dtype=None, requires_grad=False, **kw):
 
 
 def zeros_like(x: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Zeros with x's shape, dtype (unless given) and device."""
     return _like(zeros, x, dtype=dtype, requires_grad=requires_grad)
 
 
 def ones_like(x: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Ones with x's shape, dtype (unless given) and device."""
     return _like(ones, x, dtype=dtype, requires_grad=requires_grad)
 
 
 def empty_like(x: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
+    """An uninitialised tensor (zeros on cpu) with x's shape, dtype and device."""
     return _like(empty, x, dtype=dtype, requires_grad=requires_grad)
 
 
 def full_like(x: Tensor, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    """`fill_value` with x's shape, dtype (unless given) and device."""
     return full(x.shape, fill_value, dtype=dtype or x.dtype, device=x.device, requires_grad=requires_grad)
 
 
@@ -133,11 +141,13 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool
 
 
 def linspace(start, end, steps: int, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """`steps` evenly spaced values from start to end, both included: shape (steps,)."""
     d = dt.get_dtype(dtype) if dtype is not None else dt.get_default_dtype()
     return _finish(np.linspace(start, end, steps), d, device, requires_grad)
 
 
 def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """The (n, m) identity matrix (m defaults to n)."""
     d = dt.get_dtype(dtype) if dtype is not None else dt.get_default_dtype()
     return _finish(np.eye(n, m), d, device, requires_grad)
 
@@ -181,6 +191,7 @@ def randint_like(x: Tensor, low, high=None, generator=None, dtype=None) -> Tenso
 
 
 def randperm(n: int, generator=None, dtype=None, device=None) -> Tensor:
+    """A random permutation of 0..n-1 (int64): shape (n,)."""
     d = dt.get_dtype(dtype) if dtype is not None else dt.int64
     return _finish(_gen(generator).permutation(n), d, device, False)
 
@@ -208,10 +219,12 @@ def uniform(low=0.0, high=1.0, size=(), generator=None, dtype=None, device=None)
 
 
 def rand_like(x: Tensor, generator=None, dtype=None) -> Tensor:
+    """Uniform on [0, 1) with x's shape and dtype (unless given)."""
     return rand(x.shape, generator=generator, dtype=dtype or x.dtype)
 
 
 def randn_like(x: Tensor, generator=None, dtype=None) -> Tensor:
+    """Standard normal with x's shape and dtype (unless given)."""
     return randn(x.shape, generator=generator, dtype=dtype or x.dtype)
 
 

@@ -179,7 +179,8 @@ def _entry(path: str, name: str, info, data_size: int) -> tuple[np.dtype, tuple,
 def _iter_arrays(path: PathLike) -> Iterator[tuple[str, np.ndarray]]:
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"ember.load: {path}: no such file")
+        what = "is a directory, expected a .safetensors file" if os.path.isdir(path) else "no such file"
+        raise CheckpointError(f"ember.load: {path}: {what}")
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         header, start = _read_header(f, path, size)

@@ -50,15 +50,19 @@ class Generator:
 
     # --- draws as NumPy float64/int64 arrays; tensor factories cast them -------------------
     def uniform(self, shape, low=0.0, high=1.0) -> np.ndarray:
+        """float64 draws uniform on [low, high) of `shape`."""
         return self._np.uniform(low, high, size=shape)
 
     def normal(self, shape, mean=0.0, std=1.0) -> np.ndarray:
+        """float64 normal draws of `shape`."""
         return self._np.normal(mean, std, size=shape)
 
     def integers(self, low, high, shape) -> np.ndarray:
+        """int64 draws uniform on [low, high) of `shape`."""
         return self._np.integers(low, high, size=shape, dtype=np.int64)
 
     def permutation(self, n: int) -> np.ndarray:
+        """A random permutation of 0..n-1 (int64)."""
         return self._np.permutation(n)
 
 
@@ -78,6 +82,7 @@ def seed() -> int:
 
 
 def initial_seed() -> int:
+    """The seed the default generator was last seeded with."""
     return default_generator.initial_seed()
 
 

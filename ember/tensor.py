@@ -50,13 +50,16 @@ class Tensor:
     # --- shape and metadata -------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        """The size of each dimension, e.g. `(B, C)`."""
         return self._data.shape
 
     @property
     def ndim(self) -> int:
+        """Number of dimensions."""
         return self._data.ndim
 
     def dim(self) -> int:
+        """Number of dimensions (as `ndim`)."""
         return self._data.ndim
 
     def size(self, dim: int | None = None):
@@ -64,17 +67,21 @@ class Tensor:
         return self._data.shape if dim is None else self._data.shape[dim]
 
     def numel(self) -> int:
+        """Number of elements (product of the shape)."""
         return int(self._data.size)
 
     def element_size(self) -> int:
+        """Bytes per element."""
         return self.dtype.itemsize
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the elements (numel * element_size)."""
         return self._data.size * self.dtype.itemsize
 
     @property
     def is_leaf(self) -> bool:
+        """True for tensors not produced by a recorded op (inputs, parameters)."""
         return self.grad_fn is None
 
     @property
@@ -83,12 +90,15 @@ class Tensor:
         return self._vc[0]
 
     def is_floating_point(self) -> bool:
+        """Whether the dtype is float16/bfloat16/float32/float64."""
         return self.dtype.is_floating_point
 
     def is_contiguous(self) -> bool:
+        """Whether the buffer is laid out row-major without gaps."""
         return bool(self._data.flags.c_contiguous)
 
     def data_ptr(self) -> int:
+        """Address of the first element (cpu buffers)."""
         return self._data.__array_interface__["data"][0]
 
     @property
@@ -180,6 +190,7 @@ class Tensor:
         return t
 
     def detach_(self) -> Tensor:
+        """Drop this tensor's history in place (it becomes a leaf that does not require grad)."""
         self.grad_fn = None
         self.requires_grad = False
         return self
@@ -265,32 +276,41 @@ class Tensor:
         return out
 
     def type(self, dtype=None):
+        """The dtype's name (`'ember.float32'`) without an argument; with one, `.to(dtype)`."""
         if dtype is None:
             return f"ember.{self.dtype.name}"
         return self.to(dtype)
 
     def float(self) -> Tensor:
+        """As float32 (differentiable)."""
         return self.to(dt.float32)
 
     def double(self) -> Tensor:
+        """As float64 (differentiable)."""
         return self.to(dt.float64)
 
     def half(self) -> Tensor:
+        """As float16 (differentiable)."""
         return self.to(dt.float16)
 
     def bfloat16(self) -> Tensor:
+        """As bfloat16 (differentiable)."""
         return self.to(dt.bfloat16)
 
     def long(self) -> Tensor:
+        """As int64 (rounds toward zero; no gradient)."""
         return self.to(dt.int64)
 
     def int(self) -> Tensor:
+        """As int32 (rounds toward zero; no gradient)."""
         return self.to(dt.int32)
 
     def bool(self) -> Tensor:
+        """As bool (nonzero is True)."""
         return self.to(dt.bool_)
 
     def cpu(self) -> Tensor:
+        """This tensor (ember's buffers already live on the cpu here)."""
         return self
 
 
@@ -301,10 +321,12 @@ class _Handle:
         self._lst, self._item = lst, item
 
     def remove(self) -> None:
+        """Unregister the hook (a no-op if already removed)."""
         if self._item in self._lst:
             self._lst.remove(self._item)
 
 
 def check_grad_dtype(d: dt.DType, where: str) -> None:
+    """Raise DTypeError unless `d` can carry gradients (a floating dtype)."""
     if not d.is_floating_point:
         raise DTypeError(f"{where}: only floating point tensors can require gradients, got {d}")

@@ -42,6 +42,17 @@ def test_autocast_leaves_float64_alone_and_can_be_disabled_inside():
     assert (x @ x).dtype is ember.float32
 
 
+def test_autocast_is_per_thread():
+    import threading
+    x, seen = ember.randn(2, 2), []
+    with amp.autocast(dtype=ember.float16):
+        t = threading.Thread(target=lambda: seen.append((x @ x).dtype))
+        t.start()
+        t.join()
+        assert (x @ x).dtype is ember.float16
+    assert seen == [ember.float32]
+
+
 def test_autocast_as_decorator_and_argument_forms():
     @amp.autocast(dtype=ember.bfloat16)
     def f(a):

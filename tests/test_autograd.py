@@ -257,7 +257,7 @@ def test_register_hook_on_leaf_and_non_leaf_matches_torch():
     for lib in (ember, torch):
         x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
         seen = []
-        x.register_hook(lambda g: seen.append(g.detach().numpy().copy()))
+        x.register_hook(lambda g, seen=seen: seen.append(g.detach().numpy().copy()))
         h = x.register_hook(lambda g: g * 2)
         y = x * x
         y.register_hook(lambda g: g + 1)
@@ -525,3 +525,40 @@ def test_saved_tensor_bytes_counts_activations_not_parameters():
     assert ember.autograd.saved_tensor_bytes(h1) == 10 * 100 * 4
     h2 = h1.tanh() @ w  # + h1 (tanh input) + tanh output
     assert ember.autograd.saved_tensor_bytes(h2) == 3 * 10 * 100 * 4
+
+
+def test_integer_results_of_differentiable_inputs_do_not_require_grad():
+    for lib in (ember, torch):
+        x = lib.tensor([1.5, -2.5], requires_grad=True)
+        assert not x.long().requires_grad
+        assert not (x > 0).requires_grad
+        assert x.double().requires_grad
+
+
+def test_gradient_seed_and_leaf_grad_keep_the_tensors_dtype():
+    x = ember.tensor([1.0, 2.0], requires_grad=True)
+    (x * 2).backward(gradient=ember.tensor([1.0, 1.0], dtype=ember.float64))
+    assert x.grad.dtype is ember.float32
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_backward_reads_saved_outputs_without_recomputing(monkeypatch):
+    op = ember.ops.get_op("exp")
+    calls = []
+    fwd = op.forward
+    monkeypatch.setattr(op, "forward", staticmethod(lambda xp, x: calls.append(1) or fwd(xp, x)))
+    x = ember.tensor([0.5, 1.0], requires_grad=True)
+    (x.exp() * 2).sum().backward()  # mul frees its inputs before exp's backward reads its output
+    assert len(calls) == 1
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.exp([0.5, 1.0]), rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_backward_with_create_graph_gives_differentiable_grad_like_torch():
+    ex, tx = pair(3, seed=18)
+    (ex ** 3).sum().backward(create_graph=True)
+    (tx ** 3).sum().backward(create_graph=True)
+    assert ex.grad.requires_grad and tx.grad.requires_grad
+    (eg2,) = ember.autograd.grad(ex.grad.sum(), ex)
+    (tg2,) = torch.autograd.grad(tx.grad.sum(), tx)
+    close(eg2, tg2)

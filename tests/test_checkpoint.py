@@ -277,3 +277,28 @@ def test_double_backward_through_checkpoint_matches_plain():
         res.append((g.detach().numpy(), gg.numpy()))
     np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-12)
     np.testing.assert_allclose(res[0][1], res[1][1], rtol=1e-12)
+
+
+def test_checkpointed_nn_modules_with_dropout_match_plain_run():
+    from ember import nn
+    ember.manual_seed(0)
+    blocks = [nn.Sequential(nn.LayerNorm(D), nn.Linear(D, 4 * D), nn.GELU(), nn.Dropout(0.2),
+                            nn.Linear(4 * D, D)) for _ in range(3)]
+    params = [p for b in blocks for p in b.parameters()]
+    x = ember.randn(B, D)
+    results = []
+    for ckpt in (False, True):
+        for p in params:
+            p.grad = None
+        ember.manual_seed(11)
+        h = x
+        for blk in blocks:
+            h = h + (ember.checkpoint(blk, h) if ckpt else blk(h))
+        loss = (h * h).mean()
+        held = saved_tensor_bytes(loss)
+        loss.backward()
+        results.append((loss.item(), held, [p.grad.numpy().copy() for p in params]))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][2], results[1][2]):
+        np.testing.assert_array_equal(a, b)
+    assert results[1][1] * 3 < results[0][1]

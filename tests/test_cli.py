@@ -87,11 +87,13 @@ def test_unknown_command_exits_with_usage_error():
     assert e.value.code == 2
 
 
-def test_every_command_module_has_the_dispatch_interface():
+def test_every_command_module_has_a_subparser_with_its_run_function():
     parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert list(sub.choices) == [cmd.NAME for cmd in COMMANDS]
     for cmd in COMMANDS:
         assert callable(cmd.run) and callable(cmd.add_arguments) and cmd.HELP
-        assert parser.parse_args([cmd.NAME]).command == cmd.NAME
+        assert sub.choices[cmd.NAME].get_default("_run") is cmd.run
 
 
 def test_blas_info_names_numpys_blas():

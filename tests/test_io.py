@@ -182,6 +182,8 @@ def _with_header(header: dict, data: bytes) -> bytes:
 def test_missing_file_names_the_file(tmp_path):
     with pytest.raises(CheckpointError, match=r"nope\.safetensors: no such file"):
         ember.load(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="is a directory, expected a .safetensors file"):
+        ember.load(tmp_path)
 
 
 def test_file_shorter_than_the_length_field(tmp_path):

@@ -26,7 +26,7 @@ MNIST: the default folder is ../shared/data/mnist next to the repository. When o
 there, the first 8,000 images train and the last 2,000 are held out for evaluation."""
 
 
-def _int_or_none(s: str):
+def _norm_or_off(s: str):
     return None if s.lower() in ("none", "off", "0") else float(s)
 
 
@@ -55,12 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--scheduler", choices=SCHEDULERS, default=S, help="learning-rate schedule (default cosine)")
     a("--warmup-steps", type=int, default=S, help="linear warmup steps before the schedule (default 0)")
     a("--amp", choices=AMP_MODES, default=S, help="mixed precision: off (default), fp16 (loss scaling), bf16")
-    a("--grad-clip", type=_int_or_none, default=S, metavar="NORM",
+    a("--grad-clip", type=_norm_or_off, default=S, metavar="NORM",
       help="clip the global gradient norm (default 1.0; 0 or none turns it off)")
     a("--seed", type=int, default=S, help="seed of weights, dropout and data order (default 0)")
     a("--out", metavar="RUN_DIR", default=S, help="run directory (default runs/<model>-<data>)")
     a("--resume", action="store_true", default=S, help="continue the run in --out from its checkpoint")
-    a("--eval-every", type=int, default=S, help="evaluate (and checkpoint) every N steps; 0: only at the end")
+    a("--eval-every", type=int, default=S,
+      help="evaluate (and checkpoint) every N steps (default 100; 0: only at the end)")
     a("--eval-batches", type=int, default=S, help="batches per evaluation (default 20; 0: the whole set)")
     a("--save-every", type=int, default=S, help="checkpoint every N steps (default: --eval-every)")
     a("--log-every", type=int, default=S, help="write a metrics.jsonl line every N steps (default 1)")
@@ -68,6 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--model-config", metavar="KEY=VALUE", action="append", default=S,
       help="override a model config field, e.g. --model-config n_layer=2 (repeatable)")
     a("--no-progress", dest="progress", action="store_false", default=S, help="no progress bar")
+    a("--ddp", action="store_true", default=S, help="data parallel over the ranks of `ember run -n N`")
+    a("--zero", type=int, choices=(1, 2, 3), default=S, help="ZeRO stage: shard optimizer state (1), "
+      "gradients (2) and parameters (3) over the ranks")
+    a("--compress", metavar="SPEC", default=S,
+      help="DDP gradient compression: fp16, bf16, topk:RATIO, powersgd:RANK or terngrad")
 
 
 def _usage_error(parser: argparse.ArgumentParser, message: str):
@@ -171,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     if result.diverged:
         return EXIT_DIVERGED
-    summary = {"run_dir": result.run_dir, "step": result.step, **(result.last_eval or {})}
-    print(json.dumps(summary))
+    from ..distributed import get_rank
+    if get_rank() == 0:  # in a parallel run, one rank reports
+        summary = {"run_dir": result.run_dir, "step": result.step, **(result.last_eval or {})}
+        print(json.dumps(summary))
     return 0

@@ -110,10 +110,9 @@ def load_sharded(engine, path: str) -> None:
     g = engine.group
     with no_grad():
         for i, u in enumerate(engine.units):
-            lo = g.rank * u.shard
-
-            def my_shard(flat, like):
+            def my_shard(flat, like, u=u):
                 padded = cat([flat, zeros(u.padded - u.numel, dtype=flat.dtype)])
+                lo = g.rank * u.shard
                 return padded[lo:lo + u.shard].to(like.dtype)
             u.master.copy_(my_shard(full[f"u{i}.param"], u.master))
             if u.mixed:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DTypeError, EmberError, ShapeError, fmt_shape
+from ..errors import DTypeError, EmberError, ShapeError
 from ..tensor import Tensor
 
 

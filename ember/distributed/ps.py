@@ -51,7 +51,7 @@ def _shards(model: Module, servers: int) -> list[list]:
     return [params[i::servers] for i in range(servers)]
 
 
-def _flat(ts) -> "comm.Tensor":
+def _flat(ts) -> comm.Tensor:
     return cat([t.reshape(-1) for t in ts]).contiguous()
 
 
@@ -142,7 +142,7 @@ class PSWorker:
 
     def pull(self) -> None:
         """Copy the servers' current parameters into the model (waits as SSP requires)."""
-        for s, params in enumerate(self.shards):
+        for s in range(len(self.shards)):
             comm.send(tensor([PULL, self.clock], dtype=dt.int64), s, tag=HEADER)
         for s, params in enumerate(self.shards):
             flat = empty(sum(p.numel() for p in params), dtype=params[0].dtype)

@@ -223,8 +223,11 @@ class ZeroDataParallel(Module):
         u.master.grad = out.float() if u.master.dtype is not out.dtype else out
         u.work = None
 
-    def step(self) -> None:
-        """Reduce-scatter any gradients not yet sent, update the shards, share the new parameters."""
+    def step(self, max_norm: float | None = None) -> None:
+        """Reduce-scatter any gradients not yet sent, update the shards, share the new parameters.
+
+        max_norm: clip the global gradient norm first (the shards are disjoint, so the squared norms
+        of the shards sum to the squared norm of the whole gradient)."""
         for u in self.units:
             if u.work is None and self.config.stage == 1:
                 self._reduce_scatter(u, async_op=False)
@@ -233,6 +236,8 @@ class ZeroDataParallel(Module):
                 self._reduce_scatter(u, async_op=False)
             else:
                 self._collect(u)
+        if max_norm:
+            self._clip(max_norm)
         self.optimizer.step()
         with no_grad():
             for u in self.units:
@@ -240,6 +245,17 @@ class ZeroDataParallel(Module):
                     u.local.copy_(u.master)
                 if self.config.stage < 3:
                     comm.all_gather_into_tensor(u.full, u.local.clone(), self.group)
+
+    def _clip(self, max_norm: float) -> float:
+        with no_grad():
+            sq = cat([(u.master.grad.float() ** 2).sum().reshape(1) for u in self.units]).sum().reshape(1)
+            comm.all_reduce(sq, comm.ReduceOp.SUM, self.group)
+            norm = float(sq.sqrt().item())
+            coef = max_norm / (norm + 1e-6)
+            if coef < 1:
+                for u in self.units:
+                    u.master.grad.mul_(coef)
+        return norm
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.optimizer.zero_grad(set_to_none)

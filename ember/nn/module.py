@@ -382,7 +382,8 @@ class Module:
                 m.state_dict(destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars)
         return destination
 
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, missing_keys: list, error_msgs: list) -> None:
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, missing_keys: list,
+                              error_msgs: list) -> None:
         """Copy this module's own entries (not its children's) from `state_dict`, noting what is missing
         or does not fit. Layers with legacy checkpoint formats override it."""
         persistent = {k: v for k, v in self._buffers.items() if k not in self._non_persistent_buffers_set}

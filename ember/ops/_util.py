@@ -69,6 +69,8 @@ def reduce_to(g: Tensor, shape: tuple) -> Tensor:
     dims = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
                                       if s == 1 and g.shape[i + lead] != 1)
     if dims:
+        if len(dims) == lead:  # only leading dims were broadcast: summing them away gives `shape`
+            return g.sum(dims)
         g = g.sum(dims, keepdim=True)
     return g.reshape(shape) if g.shape != shape else g
 

@@ -123,12 +123,19 @@ class Pow(Op):
         return reduce_to(ga, a.shape), gb
 
 
+def _check_int_divisor(xp, a, b, name):
+    # NumPy quietly gives 0 for integer division by zero; torch raises
+    if b.dtype.kind in "iub" and not b.all():
+        raise ZeroDivisionError(f"{name}: integer division by zero. Hint: convert to float first")
+
+
 @register("floor_divide")
 class FloorDivide(Op):
     shape = _binary_shape("floor_divide")
     differentiable = False
 
     def forward(xp, a, b):
+        _check_int_divisor(xp, a, b, "floor_divide")
         return xp.floor_divide(a, b)
 
 
@@ -137,6 +144,7 @@ class Remainder(Op):
     shape = _binary_shape("remainder")
 
     def forward(xp, a, b):
+        _check_int_divisor(xp, a, b, "remainder")
         return xp.mod(a, b)
 
     def backward(ctx, g):
@@ -212,20 +220,32 @@ def mul(a, b) -> Tensor:
 
 
 def div(a, b, rounding_mode: str | None = None) -> Tensor:
-    """a / b (true division: integers give the default float); rounding_mode 'floor' or 'trunc'."""
+    """a / b, broadcasting. True division by default (integers give the default float);
+    rounding_mode 'trunc' rounds toward zero, 'floor' toward minus infinity (keeping integer dtypes)."""
+    if rounding_mode is None:
+        if a.__class__ is Tensor and a.dtype.category == 2:  # the common cases, without promotion
+            if b.__class__ is Tensor and b.dtype is a.dtype:
+                return apply(Div, a, b)
+            if b.__class__ is float or b.__class__ is int:
+                return apply(Div, a, as_tensor(b, a.dtype, a.device))
+        elif b.__class__ is Tensor and b.dtype.category == 2 and (a.__class__ is float or a.__class__ is int):
+            return apply(Div, as_tensor(a, b.dtype, b.device), b)
+        d, (a, b) = promote("div", a, b)
+        if d.category < 2:
+            d = dt.get_default_dtype()
+            a, b = cast(a, d), cast(b, d)
+        return apply(Div, a, b)
     if rounding_mode == "floor":
         return floor_divide(a, b)
-    d = dt.result_type(a, b)
-    if d.category < 2:
-        d = dt.get_default_dtype()
-    dev = a.device if isinstance(a, Tensor) else b.device
-    q = apply(Div, as_tensor(a, d, dev), as_tensor(b, d, dev))
-    if rounding_mode == "trunc":
-        q = trunc(q)
-        return q.to(dt.result_type(a, b))
-    if rounding_mode is not None:
+    if rounding_mode != "trunc":
         raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
-    return q
+    d, (a, b) = promote("div", a, b)
+    if d.category == 2:
+        return trunc(apply(Div, a, b))
+    # integers: floor division, moved one up where the exact quotient is negative and not whole
+    q = floor_divide(a, b)
+    inexact = (remainder(a, b) != 0) & ((a < 0) ^ (b < 0))
+    return q + inexact.to(d)
 
 
 def floor_divide(a, b) -> Tensor:
@@ -426,11 +446,12 @@ def clamp(x: Tensor, min=None, max=None) -> Tensor:
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # as torch: x keeps the gradient at ties (x == bound), NaN propagates
         out = x
         if min is not None:
-            out = maximum(out, min)
+            out = where(out < min, min, out)
         if max is not None:
-            out = minimum(out, max)
+            out = where(out > max, max, out)
         return out
     if x.dtype.category < 2 and any(isinstance(v, float) for v in (min, max)):
         x = float_input(x)
@@ -447,6 +468,7 @@ clip = clamp
 class Where(Op):
     """cond ? a : b, broadcasting all three."""
     shape = _binary_shape("where")
+    upcast = False  # pure selection: exact in any dtype
 
     def dtype(cond, a, b):
         return a.dtype

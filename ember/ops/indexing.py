@@ -93,7 +93,9 @@ class GetItem(Op):
 
     def shape(x, key):
         _check_bounds(x, key)
-        return None
+        # index a zero-stride stand-in of x's shape: costs only the output's size
+        xp = backend(x.device).xp
+        return xp.broadcast_to(xp.empty((), dtype=bool), x.shape)[key].shape
 
     def forward(xp, x, key):
         out = x[key]
@@ -173,9 +175,22 @@ def index_select(x: Tensor, dim: int, index: Tensor) -> Tensor:
 
 def _along(xp, idx, dim):
     """Full index tuple addressing idx's positions with `idx` substituted along `dim`."""
-    grids = list(xp.ogrid[tuple(slice(0, s) for s in idx.shape)])
-    grids[dim] = idx
+    grids = []
+    for d, size in enumerate(idx.shape):
+        if d == dim:
+            grids.append(idx)
+        else:  # arange shaped to broadcast along d only (cheaper than ogrid)
+            shape = [1] * idx.ndim
+            shape[d] = size
+            grids.append(xp.arange(size).reshape(shape))
     return tuple(grids)
+
+
+def _leading(x, index, dim):
+    """x cut to index's extent in every dim but `dim` (gather/scatter only read that block)."""
+    if all(i == s for d, (i, s) in enumerate(zip(index.shape, x.shape)) if d != dim):
+        return x
+    return x[tuple(slice(None) if d == dim else slice(0, i) for d, i in enumerate(index.shape))]
 
 
 def _check_gather(name, x, dim, index, src=None):
@@ -208,7 +223,7 @@ class Gather(Op):
         return index.shape
 
     def forward(xp, x, index, dim):
-        return x[_along(xp, index, dim)]
+        return xp.take_along_axis(_leading(x, index, dim), index, axis=dim)
 
     def backward(ctx, g):
         x, index = ctx.inputs
@@ -247,7 +262,7 @@ class Scatter(Op):
 
     def forward(xp, x, index, src, dim):
         out = x.copy()
-        out[_along(xp, index, dim)] = src[tuple(slice(0, s) for s in index.shape)]
+        xp.put_along_axis(_leading(out, index, dim), index, src[tuple(slice(0, s) for s in index.shape)], dim)
         return out
 
     def backward(ctx, g):

@@ -27,6 +27,10 @@ class Matmul(Op):
     def backward(ctx, g):
         a, b = ctx.inputs
         ga = gb = None
+        if a.ndim == 2 and b.ndim == 2:  # plain GEMMs: operands already checked, skip the frontend
+            need = ctx.needs_input_grad
+            ga = apply(Matmul, g, b.mT) if need[0] else None
+            return ga, (apply(Matmul, a.mT, g) if need[1] else None)
         if a.requires_grad:
             ga = reduce_to(g @ b.mT, a.shape)
         if b.requires_grad:
@@ -47,6 +51,10 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise DTypeError("matmul: both operands must be tensors")
     a, b = _amp.cast_pair(a, b)  # autocast: float32 operands to float16/bfloat16; no-op when off
+    da, db = a._data, b._data
+    if da.ndim == 2 and db.ndim == 2 and a.dtype is b.dtype and a.dtype.category == 2 and \
+            da.shape[1] == db.shape[0]:
+        return apply(Matmul, a, b)  # the common case: nothing left to normalise or check
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul: both arguments need at least 1 dim, got {fmt_shape(a.shape)} and "
                          f"{fmt_shape(b.shape)}. Hint: use * for scalars")

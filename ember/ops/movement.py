@@ -75,7 +75,7 @@ class Permute(Op):
         return tuple(x.shape[d] for d in dims)
 
     def forward(xp, x, dims):
-        return xp.transpose(x, dims)
+        return x.transpose(dims)  # the array method skips np.transpose's Python-level wrapper
 
     def backward(ctx, g):
         inv = [0] * len(ctx.dims)
@@ -482,6 +482,9 @@ def triu(x: Tensor, diagonal: int = 0) -> Tensor:
 
 def mT(x: Tensor) -> Tensor:
     """Transpose of the last two dims."""
+    nd = x.ndim
+    if nd >= 2:  # always a valid permutation: straight to the op (matmul's backward uses this)
+        return apply(Permute, x, dims=tuple(range(nd - 2)) + (nd - 1, nd - 2))
     return transpose(x, -2, -1)
 
 

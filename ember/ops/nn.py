@@ -124,7 +124,7 @@ class Fold(Op):
                 if disjoint:
                     out[:, hs, ws, :] = blocks[:, :, :, i, j, :]
                 else:
-                    out[:, hs, ws, :] = blocks[:, :, :, i, j, :]
+                    out[:, hs, ws, :] += blocks[:, :, :, i, j, :]
         return out[:, pt:pt + H, pl:pl + W, :].transpose(0, 3, 1, 2)
 
     def backward(ctx, g):

@@ -67,6 +67,8 @@ class Adam(Optimizer):
                 if group["amsgrad"]:
                     v = state["max_exp_avg_sq"] = maximum(state["max_exp_avg_sq"], v)
                 step_size = lr / (1 - beta1 ** t)
+                if step_size == 0:  # lr 0 (e.g. a warmup's first step): moments move, p does not
+                    continue
                 bc2_sqrt = math.sqrt(1 - beta2 ** t)
                 # step_size folded into the denominator: one whole-tensor op fewer than addcdiv
                 denom = v.sqrt() * c(1 / (bc2_sqrt * step_size), p) + c(eps / step_size, p)

@@ -3,7 +3,8 @@
 Subclasses implement `step()` with in-place ember ops under `no_grad()`. `state_dict()` uses
 PyTorch's layout (state keyed by parameter index, `param_groups` holding index lists), so a
 checkpoint resumes exactly. ember keeps `state[p]["step"]` as a Python int (PyTorch keeps a
-float tensor); `load_state_dict` accepts either.
+float tensor); `load_state_dict` accepts either. Parameters are updated in place; state tensors
+are replaced by new ones each step (one memory pass fewer than updating them in place).
 """
 
 from __future__ import annotations

@@ -14,11 +14,12 @@ DEFAULT_WD = {"adamw": 0.01, "adam": 0.0, "sgd": 0.0}
 
 
 def build_optimizer(cfg: TrainConfig, model) -> optim.Optimizer:
-    """AdamW / Adam / SGD (momentum 0.9) over model.parameters() with cfg.lr and cfg.weight_decay (or the
-    defaults: lr 1e-3 for Adam(W), 0.01 for SGD; weight decay 0.01 for AdamW, else 0)."""
+    """AdamW / Adam / SGD (momentum 0.9) over a model's parameters (or a list of tensors, such as ZeRO's
+    shards) with cfg.lr and cfg.weight_decay (or the defaults: lr 1e-3 for Adam(W), 0.01 for SGD; weight
+    decay 0.01 for AdamW, else 0)."""
     lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
     wd = cfg.weight_decay if cfg.weight_decay is not None else DEFAULT_WD[cfg.optimizer]
-    params = list(model.parameters())
+    params = list(model.parameters()) if hasattr(model, "parameters") else list(model)
     if cfg.optimizer == "adamw":
         return optim.AdamW(params, lr=lr, weight_decay=wd)
     if cfg.optimizer == "adam":

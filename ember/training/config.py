@@ -54,6 +54,9 @@ class TrainConfig:
     log_every: int = 1
     sample_tokens: int = 200
     progress: bool = True
+    ddp: bool = False
+    zero: int = 0
+    compress: str | None = None
     model_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -88,6 +91,8 @@ class TrainConfig:
             bad("log_every", "expected a positive integer")
         if not isinstance(self.model_config, dict):
             bad("model_config", "expected a table of model config fields")
+        from .parallel import validate
+        validate(self)
 
     @property
     def run_dir(self) -> str:

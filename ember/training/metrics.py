@@ -60,13 +60,15 @@ def plot_loss_curve(metrics_path: str, png_path: str, title: str = "") -> None:
     ax.set_ylabel("loss")
     if train and all(v > 0 and math.isfinite(v) for _, v in train):
         ax.set_yscale("log")
+    handles = ax.get_lines()
     if acc:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*acc), "s--", color="tab:green", label="val accuracy")
+        handles += ax2.plot(*zip(*acc), "s--", color="tab:green", label="val accuracy")
         ax2.set_ylabel("accuracy")
         ax2.set_ylim(0, 1)
-        ax2.legend(loc="upper center")
-    ax.legend(loc="upper right")
+    if handles:  # one legend for both axes, where it hides the least
+        ax.legend(handles=handles, labels=[h.get_label() for h in handles], loc="center right",
+                  framealpha=0.8)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -23,6 +23,7 @@ from . import checkpoint as ckpt
 from .components import autocast_context, build_optimizer, build_scheduler, clip_grad_norm, make_scaler
 from .config import TrainConfig, TrainError
 from .metrics import MetricsLog, plot_loss_curve
+from .parallel import Parallel
 from .sampler import ResumableBatchSampler
 from .tasks import Task, build_task, data_kind
 
@@ -155,6 +156,10 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
     stderr)."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     _check_pairing(cfg)
+    par = Parallel(cfg)
+    if not par.is_main:  # one rank speaks for the job
+        log = lambda s: None  # noqa: E731
+        cfg = cfg.__class__(**{**cfg.to_dict(), "progress": False})
     run_dir = cfg.run_dir
     ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
     meta = None
@@ -169,13 +174,14 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
     if task.note:
         log(task.note)
     batch_size = _default_batch(cfg, task.kind)
+    par.check_batch(batch_size)
 
     manual_seed(cfg.seed)
     try:
         model = models.get_model(cfg.model, _model_config(cfg, task))
     except ValueError as e:
         raise TrainError(str(e)) from None
-    optimizer = build_optimizer(cfg, model)
+    net, optimizer, stepper = par.wrap(model, lambda params: build_optimizer(cfg, params))
     data_gen = Generator(cfg.seed).fork(1)
     sampler = ResumableBatchSampler(len(task.train), batch_size, data_gen)
     loader = DataLoader(task.train, batch_sampler=sampler, generator=data_gen)
@@ -194,12 +200,18 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
         sampler.skip(batch_in_epoch)
         log(f"resumed from {ckpt_dir} at step {step} (epoch {epoch})")
     os.makedirs(run_dir, exist_ok=True)
-    metrics = MetricsLog(os.path.join(run_dir, METRICS_FILE))
+    metrics = MetricsLog(os.path.join(run_dir, METRICS_FILE) if par.is_main else os.devnull)
     metrics.truncate_after(step) if meta is not None else _fresh(metrics.path)
-    if task.tokenizer is not None:
+    if task.tokenizer is not None and par.is_main:
         task.tokenizer.save(os.path.join(run_dir, "tokenizer.json"))
 
     def save() -> None:
+        if par.engine is not None:  # ZeRO: every rank writes its shard
+            from ..distributed.checkpoint import save_sharded
+            save_sharded(par.engine, ckpt_dir + "-zero")
+            return
+        if not par.is_main:  # data-parallel ranks hold the same state: rank 0 writes it
+            return
         ckpt.save_checkpoint(ckpt_dir, model, optimizer, scheduler=scheduler, scaler=scaler, step=step,
                              epoch=epoch, rng={"ember": get_rng_state()},
                              data_state={"generator": epoch_state, "batch": batch_in_epoch},
@@ -210,9 +222,9 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
     rate_key = "tokens_per_s" if task.kind == "lm" else "samples_per_s"
     per_step = batch_size * (block_size if task.kind == "lm" else 1)
     save_every = cfg.eval_every if cfg.save_every is None else cfg.save_every
-    log(f"training {cfg.model} ({model.num_parameters():,} parameters) on {task.name}: {total} steps of "
-        f"batch {batch_size}, {cfg.optimizer} lr {optimizer.param_groups[0]['lr']:g}, amp {cfg.amp}; "
-        f"run dir {run_dir}")
+    log(f"training {cfg.model} ({sum(p.numel() for p in model.parameters()):,} parameters) on {task.name}: "
+        f"{total} steps of batch {batch_size}, {cfg.optimizer} lr {optimizer.param_groups[0]['lr']:g}, amp "
+        f"{cfg.amp}; run dir {run_dir}" + (f"; {par.world} ranks" if par.enabled else ""))
     bar = _progress(cfg, total, step)
     it = iter(loader)
     rate = None
@@ -227,8 +239,9 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
                 epoch_state = data_gen.get_state()
                 it = iter(loader)
                 continue
+            x, y = par.shard(x, y)
             with autocast_context(cfg.amp):
-                loss = _ce(model(x), y)
+                loss = _ce(net(x), y)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:
@@ -236,17 +249,20 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
                     clip_grad_norm(model.parameters(), cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
+            elif par.engine is not None:
+                loss.backward()
+                par.engine.step(max_norm=cfg.grad_clip)
             else:
                 loss.backward()
                 if cfg.grad_clip:
                     clip_grad_norm(model.parameters(), cfg.grad_clip)
                 optimizer.step()
-            optimizer.zero_grad()
+            stepper.zero_grad()
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
                 scheduler.step()
             step, batch_in_epoch = step + 1, batch_in_epoch + 1
-            value = float(loss.item())
+            value = par.mean(float(loss.item()))
             result.losses.append(value)
             dt = time.perf_counter() - t0
             rate = per_step / dt if rate is None else 0.9 * rate + 0.1 * per_step / dt
@@ -281,11 +297,13 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
             result.last_eval = _eval_and_log(model, task, cfg, batch_size, metrics, step, epoch, None, log)
             save()
             if task.kind == "lm" and cfg.sample_tokens:
-                result.sample = _sample(model, task, cfg)
-                with open(os.path.join(run_dir, SAMPLE_FILE), "w", encoding="utf-8") as f:
-                    f.write(result.sample)
+                result.sample = _sample(model, task, cfg)  # every rank: ZeRO-3 gathers collectively
+                if par.is_main:
+                    with open(os.path.join(run_dir, SAMPLE_FILE), "w", encoding="utf-8") as f:
+                        f.write(result.sample)
                 log("sample:\n" + result.sample)
-        plot_loss_curve(metrics.path, os.path.join(run_dir, PLOT_FILE), title=f"{cfg.model} on {task.name}")
+        if par.is_main:
+            plot_loss_curve(metrics.path, os.path.join(run_dir, PLOT_FILE), title=f"{cfg.model} on {task.name}")
     return result
 
 

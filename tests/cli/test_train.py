@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -167,6 +168,14 @@ def test_cli_tiny_lm_run_writes_metrics_plot_checkpoint_and_sample(tmp_path, tex
     assert weights["transformer.wte.weight"].shape == (len(set(TEXT)), 16)
 
 
+def test_progress_bar_shows_loss_throughput_and_eta(tmp_path, text_file, capsys):
+    train(_cfg(text_file, tmp_path / "a", steps=3, eval_every=0, progress=True), log=_quiet)
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert "3/3" in last and "loss=" in last and "tok/s=" in last
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d", last)  # elapsed<remaining (the ETA)
+
+
 def test_cli_config_file_with_flag_override_and_resume_from_saved_settings(tmp_path, text_file):
     toml = tmp_path / "run.toml"
     toml.write_text(f'model = "lstm"\ndata = "{text_file}"\nsteps = 4\nbatch-size = 4\nblock_size = 8\n'
@@ -200,6 +209,34 @@ def test_cli_ctrl_c_exits_130_and_resume_finishes(tmp_path, text_file, monkeypat
     monkeypatch.setattr(trainer_mod, "_ce", real)
     assert main(["train", "--resume", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
     assert ckpt.read_meta(tmp_path / "r/checkpoint")["step"] == 4
+
+
+def test_real_ctrl_c_on_the_console_command(tmp_path, text_file):
+    """A `python -m ember.cli train` process gets SIGINT mid-run: checkpoint, status 130, no traceback."""
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "ember.cli", "train", "--data", text_file, "--steps", "100000",
+            "--batch-size", "4", "--block-size", "8", "--model-config", "n_layer=1", "--model-config",
+            "n_embd=16", "--eval-every", "0", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted at step" in err
+    step = ckpt.read_meta(out / "checkpoint")["step"]
+    assert step >= 2 and step == len(_train_losses(out / "metrics.jsonl"))
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="no shared MNIST folder on this machine")

@@ -52,10 +52,13 @@ def test_conv2d_matches_torch(kw):
              atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("groups,kw", [(2, dict(padding=1)), (3, dict(stride=2)), (6, dict(padding=1, dilation=2))])
+GROUP_CASES = [(2, dict(padding=1)), (3, dict(stride=2)), (6, dict(padding=1, dilation=2))]
+
+
+@pytest.mark.parametrize("groups,kw", GROUP_CASES)
 def test_grouped_and_depthwise_conv2d_match_torch(groups, kw):
-    check_op(lambda lib, x, w: nnf(lib).conv2d(x, w, groups=groups, **kw), [(2, 6, 7, 7), (6, 6 // groups, 3, 3)],
-             atol=1e-5, rtol=1e-4)
+    check_op(lambda lib, x, w: nnf(lib).conv2d(x, w, groups=groups, **kw),
+             [(2, 6, 7, 7), (6, 6 // groups, 3, 3)], atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
@@ -84,8 +87,8 @@ CONVT_CASES = [
 
 @pytest.mark.parametrize("kw", CONVT_CASES)
 def test_conv_transpose2d_matches_torch(kw):
-    check_op(lambda lib, x, w, b: nnf(lib).conv_transpose2d(x, w, b, **kw), [(2, 4, 5, 6), (4, 3, 3, 2), (3,)],
-             atol=1e-5, rtol=1e-4)
+    check_op(lambda lib, x, w, b: nnf(lib).conv_transpose2d(x, w, b, **kw),
+             [(2, 4, 5, 6), (4, 3, 3, 2), (3,)], atol=1e-5, rtol=1e-4)
 
 
 def test_grouped_conv_transpose2d_and_1d_match_torch():
@@ -103,10 +106,31 @@ def test_unfold_and_fold_match_torch_ordering():
     check_op(lambda lib, x: nnf(lib).unfold(x, 3), [(2, 5, 5)])  # unbatched
 
 
+def test_unfold_and_fold_are_adjoint_and_twice_differentiable():
+    x, c = rand(1, 2, 4, 5), rand(1, 2 * 4, 15, seed=1)
+    ex, ec = ember.tensor(x), ember.tensor(c)
+    # <unfold(x), c> == <x, fold(c)>: fold is unfold's adjoint, hence its backward
+    lhs = (F.unfold(ex, 2, padding=1, stride=(1, 2)) * ec).sum().item()
+    rhs = (ex * F.fold(ec, (4, 5), 2, padding=1, stride=(1, 2))).sum().item()
+    assert abs(lhs - rhs) < 1e-9
+    gradgradcheck(lambda x: F.unfold(x, 2, padding=1, stride=(1, 2)) ** 2, [x])
+    gradgradcheck(lambda c: F.fold(c, (4, 5), 2, padding=1, stride=(1, 2)) ** 2, [c])
+
+
+def test_half_precision_inputs_keep_their_dtype_and_agree_with_float32():
+    x, w = ember.randn(2, 3, 8, 8), ember.randn(4, 3, 3, 3)
+    ref = F.max_pool2d(F.conv2d(x, w, padding=1), 2).softmax(1)
+    for d in (ember.float16, ember.bfloat16):
+        out = F.max_pool2d(F.conv2d(x.to(d), w.to(d), padding=1), 2).softmax(1)
+        assert out.dtype is d
+        np.testing.assert_allclose(to_numpy(out.float()), to_numpy(ref), atol=5e-2)
+
+
 def test_conv_gradchecks_float64():
     x, w, b = rand(1, 2, 5, 4), rand(3, 2, 3, 2, seed=1), rand(3, seed=2)
     gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1, dilation=(1, 2)), [x, w, b])
-    gradcheck(lambda x, w: F.conv2d(x, w, groups=2, padding="same"), [rand(1, 4, 4, 4), rand(4, 2, 3, 3, seed=3)])
+    gradcheck(lambda x, w: F.conv2d(x, w, groups=2, padding="same"),
+              [rand(1, 4, 4, 4), rand(4, 2, 3, 3, seed=3)])
     gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
               [rand(1, 2, 3, 3), rand(2, 3, 3, 3, seed=4), b])
     gradcheck(lambda x, w: F.conv1d(x, w, padding=2, dilation=2), [rand(2, 2, 6), rand(2, 2, 3, seed=5)])
@@ -114,10 +138,10 @@ def test_conv_gradchecks_float64():
 
 
 def test_conv_second_derivatives_float64():
-    gradgradcheck(lambda x, w: F.conv2d(x, w, padding=1, stride=2), [rand(1, 2, 4, 4), rand(2, 2, 3, 3, seed=1)],
-                  atol=1e-5, rtol=1e-4)
-    gradgradcheck(lambda x, w: F.conv_transpose2d(x, w, stride=2), [rand(1, 2, 2, 3), rand(2, 1, 2, 2, seed=2)],
-                  atol=1e-5, rtol=1e-4)
+    gradgradcheck(lambda x, w: F.conv2d(x, w, padding=1, stride=2),
+                  [rand(1, 2, 4, 4), rand(2, 2, 3, 3, seed=1)], atol=1e-5, rtol=1e-4)
+    gradgradcheck(lambda x, w: F.conv_transpose2d(x, w, stride=2),
+                  [rand(1, 2, 2, 3), rand(2, 1, 2, 2, seed=2)], atol=1e-5, rtol=1e-4)
 
 
 # --- pooling -------------------------------------------------------------------------------------
@@ -231,7 +255,8 @@ def test_norm_first_and_second_derivatives_float64():
 @pytest.mark.parametrize("shape,groups", [((2, 6, 4, 3), 3), ((3, 4, 5), 2), ((2, 4), 4)])
 def test_group_norm_matches_torch_and_gradchecks(shape, groups):
     C = shape[1]
-    check_op(lambda lib, x, w, b: nnf(lib).group_norm(x, groups, w, b), [shape, (C,), (C,)], atol=1e-5, rtol=1e-4)
+    check_op(lambda lib, x, w, b: nnf(lib).group_norm(x, groups, w, b), [shape, (C,), (C,)],
+             atol=1e-5, rtol=1e-4)
     gradcheck(lambda x, w, b: F.group_norm(x, groups, w, b), [rand(*shape), rand(C, seed=1), rand(C, seed=2)])
 
 
@@ -258,7 +283,8 @@ def test_batch_norm_eval_uses_running_stats_and_gradchecks():
     check_op(lambda lib, x, w, b: nnf(lib).batch_norm(x, const(lib, rm.astype(np.float32)),
                                                       const(lib, rv.astype(np.float32)), w, b, False),
              [(4, 3, 2), (C,), (C,)], atol=1e-5, rtol=1e-4)
-    gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), [rand(4, 3, 2), rand(C), rand(C)])
+    gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+              [rand(4, 3, 2), rand(C), rand(C)])
 
 
 def test_instance_norm_and_normalize_match_torch():
@@ -269,12 +295,27 @@ def test_instance_norm_and_normalize_match_torch():
 # --- activations ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,kw", [("relu", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"}), ("silu", {}),
-                                     ("sigmoid", {}), ("tanh", {}), ("leaky_relu", {"negative_slope": 0.2}),
-                                     ("elu", {"alpha": 0.7}), ("softplus", {"beta": 2.0}), ("logsigmoid", {}),
-                                     ("mish", {}), ("relu6", {}), ("hardtanh", {}), ("glu", {})])
+ACTIVATIONS = [("relu", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"}), ("silu", {}), ("sigmoid", {}),
+               ("tanh", {}), ("leaky_relu", {"negative_slope": 0.2}), ("elu", {"alpha": 0.7}),
+               ("softplus", {"beta": 2.0}), ("logsigmoid", {}), ("mish", {}), ("relu6", {}), ("hardtanh", {}),
+               ("glu", {})]
+
+
+@pytest.mark.parametrize("name,kw", ACTIVATIONS)
 def test_activations_match_torch(name, kw):
     check_op(lambda lib, x: getattr(nnf(lib), name)(x * 4, **kw), [(3, 8)])
+
+
+def test_activation_and_misc_gradchecks_float64():
+    x = rand(3, 4) * 3
+    for name, kw in ACTIVATIONS:
+        gradcheck(lambda x, name=name, kw=kw: getattr(F, name)(x, **kw), [x])
+    idx = np.array([[0, 2], [2, 3]])
+    gradcheck(lambda w: F.embedding(const(ember, idx), w), [rand(4, 3)])  # padding_idx: torch parity above
+    gradcheck(lambda x: F.normalize(x, dim=1) + F.instance_norm(x.reshape(1, 3, 4)).reshape(3, 4), [x])
+    gradcheck(lambda x, w: F.conv_transpose1d(x, w, stride=2, padding=1),
+              [rand(1, 2, 4), rand(2, 3, 3, seed=1)])
+    gradcheck(lambda x: F.max_pool1d(x, 2) + F.avg_pool1d(x, 2), [rand(1, 2, 6)])
 
 
 def test_inplace_activation_modifies_input():
@@ -362,7 +403,8 @@ CLASS_W = np.array([0.5, 1.0, 2.0, 0.7, 1.3], dtype=np.float32)
 def test_cross_entropy_class_indices_match_torch(reduction, smoothing, weighted):
     def fn(lib, x):
         w = const(lib, CLASS_W) if weighted else None
-        return nnf(lib).cross_entropy(x, const(lib, TARGET), w, reduction=reduction, label_smoothing=smoothing)
+        return nnf(lib).cross_entropy(x, const(lib, TARGET), w, reduction=reduction,
+                                      label_smoothing=smoothing)
     check_op(fn, [(6, 5)])
 
 
@@ -386,8 +428,8 @@ def test_cross_entropy_class_probabilities_match_torch(reduction):
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_nll_loss_matches_torch(reduction):
-    check_op(lambda lib, x: nnf(lib).nll_loss(nnf(lib).log_softmax(x, 1), const(lib, TARGET), const(lib, CLASS_W),
-                                              reduction=reduction), [(6, 5)])
+    check_op(lambda lib, x: nnf(lib).nll_loss(nnf(lib).log_softmax(x, 1), const(lib, TARGET),
+                                              const(lib, CLASS_W), reduction=reduction), [(6, 5)])
 
 
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "smooth_l1_loss"])
@@ -401,12 +443,13 @@ def test_binary_cross_entropy_losses_match_torch(reduction):
     rng = np.random.default_rng(2)
     p, t = rng.uniform(0.02, 0.98, (4, 3)), rng.uniform(0, 1, (4, 3)).astype(np.float32)
     w, pw = rng.uniform(0.5, 2, (4, 3)).astype(np.float32), rng.uniform(0.5, 3, (3,)).astype(np.float32)
-    check_op(lambda lib, x: nnf(lib).binary_cross_entropy(x, const(lib, t), const(lib, w), reduction=reduction),
+    bce, bce_logits = "binary_cross_entropy", "binary_cross_entropy_with_logits"
+    check_op(lambda lib, x: getattr(nnf(lib), bce)(x, const(lib, t), const(lib, w), reduction=reduction),
              None, inputs=[p])
-    check_op(lambda lib, x: nnf(lib).binary_cross_entropy_with_logits(x * 10, const(lib, t), reduction=reduction,
-                                                                      pos_weight=const(lib, pw)), [(4, 3)])
-    check_op(lambda lib, x: nnf(lib).binary_cross_entropy_with_logits(x * 50, const(lib, t), const(lib, w),
-                                                                      reduction=reduction), [(4, 3)])
+    check_op(lambda lib, x: getattr(nnf(lib), bce_logits)(x * 10, const(lib, t), reduction=reduction,
+                                                          pos_weight=const(lib, pw)), [(4, 3)])
+    check_op(lambda lib, x: getattr(nnf(lib), bce_logits)(x * 50, const(lib, t), const(lib, w),
+                                                          reduction=reduction), [(4, 3)])
 
 
 def test_loss_gradchecks_float64():
@@ -416,11 +459,13 @@ def test_loss_gradchecks_float64():
     probs = np.random.default_rng(1).dirichlet(np.ones(5), size=6)
     gradcheck(lambda x, p: F.cross_entropy(x, p, label_smoothing=0.1), [x, probs])
     gradcheck(lambda x: F.nll_loss(x, const(ember, TARGET), reduction="sum"), [x])
-    gradcheck(lambda x, y: F.mse_loss(x, y) + F.l1_loss(x, y) + F.smooth_l1_loss(x, y), [x, rand(6, 5, seed=1)])
-    gradcheck(lambda x, t: F.binary_cross_entropy(x, t), [rand(3, 4, low=0.1, high=0.9), rand(3, 4, low=0, high=1)])
-    gradcheck(lambda x, t: F.binary_cross_entropy_with_logits(x, t, pos_weight=ember.tensor([2.0, 0.5, 1.0, 3.0],
-                                                                                      dtype=ember.float64)),
-              [rand(3, 4) * 3, rand(3, 4, low=0, high=1)])
+    gradcheck(lambda x, y: F.mse_loss(x, y) + F.l1_loss(x, y) + F.smooth_l1_loss(x, y),
+              [x, rand(6, 5, seed=1)])
+    probs01 = rand(3, 4, low=0, high=1)
+    gradcheck(lambda x, t: F.binary_cross_entropy(x, t), [rand(3, 4, low=0.1, high=0.9), probs01])
+    pos_weight = ember.tensor([2.0, 0.5, 1.0, 3.0], dtype=ember.float64)
+    gradcheck(lambda x, t: F.binary_cross_entropy_with_logits(x, t, pos_weight=pos_weight),
+              [rand(3, 4) * 3, probs01])
 
 
 @pytest.mark.filterwarnings("ignore:invalid value")
@@ -448,11 +493,13 @@ def test_sdpa_masks_match_torch():
     float_mask = rng.normal(size=(3, 1, 5, 6)).astype(np.float32)
     shapes = [(3, 2, 5, 4), (3, 2, 6, 4), (3, 2, 6, 4)]
     for mask in (bool_mask, float_mask):
-        check_op(lambda lib, q, k, v: nnf(lib).scaled_dot_product_attention(q, k, v, const(lib, mask)), shapes)
+        check_op(lambda lib, q, k, v, m=mask: nnf(lib).scaled_dot_product_attention(q, k, v, const(lib, m)),
+                 shapes)
 
 
 def test_sdpa_grouped_query_attention_matches_torch():
-    check_op(lambda lib, q, k, v: nnf(lib).scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+    check_op(lambda lib, q, k, v: nnf(lib).scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                                        enable_gqa=True),
              [(2, 4, 5, 3), (2, 2, 5, 3), (2, 2, 5, 3)])
 
 
@@ -475,8 +522,8 @@ def test_sdpa_dropout_only_changes_training_output():
 
 
 def test_conv2d_rejects_a_3d_input_with_a_hint():
-    with pytest.raises(ShapeError, match=r"conv2d: input \(8, 3, 32\) has 3 dims, expected 4 \(N, C, H, W\)\. "
-                                         r"Did you forget the batch dimension\?"):
+    with pytest.raises(ShapeError, match=r"conv2d: input \(8, 3, 32\) has 3 dims, expected 4 "
+                                         r"\(N, C, H, W\)\. Did you forget the batch dimension\?"):
         F.conv2d(ember.randn(8, 3, 32), ember.randn(4, 3, 3, 3))
 
 
@@ -507,7 +554,8 @@ def test_conv2d_rejects_a_3d_input_with_a_hint():
     (lambda: F.dropout(ember.randn(3), 1.5), ValueError, r"dropout probability has to be between 0 and 1"),
     (lambda: F.embedding(ember.tensor([0, 7]), ember.randn(5, 2)), IndexingError,
      r"embedding: index out of range for a table of 5 rows"),
-    (lambda: F.embedding(ember.randn(2), ember.randn(5, 2)), DTypeError, r"embedding: input must hold integer"),
+    (lambda: F.embedding(ember.randn(2), ember.randn(5, 2)), DTypeError,
+     r"embedding: input must hold integer"),
     (lambda: F.scaled_dot_product_attention(ember.randn(2, 3, 4), ember.randn(2, 3, 5), ember.randn(2, 3, 5)),
      ShapeError, r"same embedding size"),
     (lambda: F.binary_cross_entropy(ember.tensor([0.5, 1.5]), ember.tensor([0.0, 1.0])), ValueError,

@@ -50,6 +50,14 @@ def test_conv_transpose2d_matches_torch(kw):
     check_module(*twins("ConvTranspose2d", 4, 6, **kw), [rand(2, 4, 5, 6)])
 
 
+@pytest.mark.parametrize("kw", [
+    dict(kernel_size=3), dict(kernel_size=4, stride=3, padding=1, output_padding=2, groups=2, dilation=2)])
+def test_conv_transpose1d_matches_torch(kw):
+    check_module(*twins("ConvTranspose1d", 4, 6, **kw), [rand(2, 4, 7)])
+    em, tm = twins("ConvTranspose1d", 4, 6, 3, stride=2)
+    check_module(em, tm, [rand(2, 4, 5)], kwargs=dict(output_size=(12,)))
+
+
 def test_conv_transpose2d_output_size_picks_output_padding():
     em, tm = twins("ConvTranspose2d", 3, 2, 3, stride=2, padding=1)
     check_module(em, tm, [rand(1, 3, 4, 4)], kwargs=dict(output_size=(8, 8)))
@@ -68,6 +76,21 @@ def test_conv_transpose2d_output_size_picks_output_padding():
 def test_pooling_matches_torch(layer, args):
     a, k = (args, {}) if isinstance(args, tuple) else ((), args)
     check_module(*twins(layer, *a, **k), [rand(2, 3, 7, 6)])
+
+
+@pytest.mark.parametrize("layer,args", [
+    ("MaxPool1d", (2,)), ("MaxPool1d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("AvgPool1d", (3,)), ("AvgPool1d", dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
+    ("AdaptiveAvgPool1d", (4,)),
+])
+def test_pooling_1d_matches_torch(layer, args):
+    a, k = (args, {}) if isinstance(args, tuple) else ((), args)
+    check_module(*twins(layer, *a, **k), [rand(2, 3, 9)])
+
+
+def test_maxpool_return_indices_match_torch():
+    eo, to = check_module(*twins("MaxPool2d", 2, return_indices=True), [rand(2, 3, 6, 6)])
+    np.testing.assert_array_equal(eo[1].numpy(), to[1].numpy())
 
 
 @pytest.mark.parametrize("name,shape", [("BatchNorm1d", (6, 4)), ("BatchNorm1d", (6, 4, 5)),
@@ -148,6 +171,15 @@ def test_dropout_identity_in_eval_and_scaled_mask_in_train():
     np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)
     with pytest.raises(ValueError):
         nn.Dropout(1.5)
+
+
+def test_dropout2d_zeroes_whole_channels():
+    d = nn.Dropout2d(0.5)
+    y = d(ember.ones(8, 64, 3, 3)).numpy()
+    per_channel = y.reshape(8, 64, 9)
+    assert np.all((per_channel == 0).all(-1) | (per_channel == 2.0).all(-1))
+    assert 0.35 < (per_channel[..., 0] == 0).mean() < 0.65
+    assert np.array_equal(d.eval()(ember.ones(2, 3, 1, 1)).numpy(), np.ones((2, 3, 1, 1)))
 
 
 @pytest.mark.parametrize("padding_idx", [None, 0, -1])
@@ -298,6 +330,21 @@ def test_multihead_attention_3d_mask_unbatched_and_need_weights_false():
     eo, _ = check_module(em, tm, [rand(4, 8, seed=1), rand(5, 8, seed=2), rand(5, 8, seed=3)],
                          kwargs=dict(need_weights=False))
     assert eo[1] is None
+
+
+def test_multihead_attention_shared_key_value_matches_torch():
+    em, tm = twins("MultiheadAttention", 8, 2, batch_first=True)
+    copy_weights(em, tm)
+    q, kv = rand(2, 4, 8, seed=1), rand(2, 6, 8, seed=2)
+    eq, ekv = ember.tensor(q.astype(np.float32)), ember.tensor(kv.astype(np.float32), requires_grad=True)
+    tq, tkv = torch.tensor(q.astype(np.float32)), torch.tensor(kv.astype(np.float32), requires_grad=True)
+    eo, to = em(eq, ekv, ekv)[0], tm(tq, tkv, tkv)[0]
+    np.testing.assert_allclose(eo.detach().numpy(), to.detach().numpy(), atol=1e-5, rtol=1e-4)
+    eo.sum().backward()
+    to.sum().backward()
+    np.testing.assert_allclose(ekv.grad.numpy(), tkv.grad.numpy(), atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(em.in_proj_bias.grad.numpy(), tm.in_proj_bias.grad.numpy(), atol=1e-5,
+                               rtol=1e-4)
 
 
 def test_multihead_attention_kdim_vdim_matches_torch():

@@ -280,7 +280,7 @@ DTYPES = ["bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat
 
 def _pair(name, ndim):
     data = np.ones((2,) * ndim) if ndim else np.array(1.0)
-    e = ember.tensor(data).to(getattr(ember, name if name != "bool" else "bool"))
+    e = ember.tensor(data).to(getattr(ember, name))
     r = torch.tensor(data).to(getattr(torch, name))
     return e, r
 
@@ -501,3 +501,24 @@ def test_inplace_under_no_grad_on_an_output_does_not_corrupt_its_backward():
 
 def test_pow_zero_exponent_has_zero_gradient_at_zero():
     check_op(lambda t, x, y: x**0 + x ** (y * 0), shapes=None, inputs=[np.array([0.0, 1.0, 2.0]), np.ones(3)])
+
+
+def test_clamp_with_tensor_bounds_gives_ties_to_the_input_like_torch():
+    x = np.array([[-1.0, 0.0, 1.0, 2.0, 3.0]])
+    lo, hi = np.array([0.0, 0.0, 0.5, 2.0, 2.5]), np.array([1.0, 2.5, 1.0, 2.5, 3.0])
+    check_op(lambda t, v, a, b: v.clamp(a, b), shapes=None, inputs=[x, lo, hi])
+    check_op(lambda t, v, a: v.clamp(max=a), shapes=None, inputs=[x, lo])
+
+
+def test_integer_division_is_exact_and_refuses_zero():
+    a = np.array([2**40 + 1, -(2**40) - 1, 7, -7, 0])
+    b = np.array([3, 3, -2, 2, 5])
+    for mode in ("trunc", "floor"):
+        e = ember.div(ember.tensor(a), ember.tensor(b), rounding_mode=mode)
+        r = torch.div(torch.tensor(a), torch.tensor(b), rounding_mode=mode)
+        assert e.dtype is ember.int64
+        np.testing.assert_array_equal(e.numpy(), r.numpy())
+    for fn in (lambda x: x // 0, lambda x: x % ember.tensor([1, 0])):
+        with pytest.raises(ZeroDivisionError, match="integer division by zero"):
+            fn(ember.tensor([1, 2]))
+    assert (ember.tensor([1.0]) // 0).item() == float("inf")

@@ -198,3 +198,25 @@ def test_permute_reshape_roundtrip_matches_numpy(shape, seed, data):
     np.testing.assert_array_equal(x.permute(*perm).numpy(), a.transpose(perm))
     np.testing.assert_array_equal(x.permute(*perm).reshape(-1).numpy(), a.transpose(perm).reshape(-1))
     np.testing.assert_array_equal(x.flip(tuple(perm[:1])).numpy(), np.flip(a, perm[0]))
+
+
+def test_every_recorded_op_declares_the_shape_it_produces():
+    # the compiler's tracer reads `op.shape`: it must agree with what the kernel returns
+    x = _t(_data((2, 3, 4), 0), True)
+    idx = ember.tensor([[[0, 1, 1, 0]]])
+    outs = [
+        x + 1.0, x * x[0], x.exp(), ember.where(x > 0, x, 0.0), x.clamp(-1, 1), ember.gelu(x), x.sum(1),
+        x.mean((0, 2), keepdim=True), x.amax(-1), x.var(1), x.prod(0), x.cumsum(2), x.logsumexp(1),
+        x.reshape(6, 4), x.permute(2, 0, 1), x[:, None].expand(2, 5, 3, 4), ember.cat([x, x], 1), x.flip(0),
+        x.roll(1, 2), ember.pad(x, (1, 2)), x.tril(), x[0, ..., ember.tensor([1, 1])], x.gather(0, idx),
+        x.scatter_add(0, idx, x[:1, :1]), x.scatter(0, idx, x[:1, :1]), x @ x.mT, x.max(1).values,
+        x.mT.contiguous(), x.clone(), x.float(), x[x > 0],
+    ]
+    for out in outs:
+        node = out.grad_fn
+        assert node.op.shape(*node.inputs, **node.attrs) == out.shape, node.op.name
+    from ember.ops.reduce import Argmax
+
+    for dim, keep in ((None, False), (None, True), (1, False), (-1, True)):
+        got = x.argmax(dim, keepdim=keep)
+        assert Argmax.shape(x, None if dim is None else dim % 3, keep) == got.shape

@@ -347,3 +347,12 @@ def test_step_with_closure_returns_loss():
     loss = opt.step(closure)
     assert float(loss) == pytest.approx(5.0)
     np.testing.assert_allclose(p.detach().numpy(), [0.8, -1.6], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad"])
+def test_zero_learning_rate_matches_torch(name):
+    # a warmup that starts at lr 0: nothing moves, but the state advances as in PyTorch
+    ours, opt, _ = _run(ember, getattr(optim, name), dict(lr=0.0), fixed_grads=True, steps=3)
+    ref, topt, _ = _run(torch, getattr(torch.optim, name), dict(lr=0.0), fixed_grads=True, steps=3)
+    _assert_traj(ours, ref)
+    assert np.isfinite(np.concatenate([a.ravel() for a in ours[-1]])).all()

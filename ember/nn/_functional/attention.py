@@ -42,13 +42,14 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         key, value = (_repeat_heads(t, hq // hk) for t in (key, value))
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
-    scores = _linalg.matmul(query, key.mT) * scale
+    scores = _linalg.matmul(query * scale, key.mT)  # scaling q costs L*E, not L*S
+    # masks are applied as an additive 0 / -inf bias: a broadcast add is far cheaper than a
+    # broadcast `where` over the (..., L, S) scores, and only the small mask is converted
     if is_causal:
-        allowed = creation.ones(L, S, dtype=dt.bool_).tril()
-        scores = scores.masked_fill(allowed.logical_not(), float("-inf"))
+        scores = scores + _additive(creation.ones(L, S, dtype=dt.bool_).tril(), scores)
     elif attn_mask is not None:
         if attn_mask.dtype is dt.bool_:
-            scores = scores.masked_fill(attn_mask.logical_not(), float("-inf"))
+            scores = scores + _additive(attn_mask, scores)
         elif attn_mask.dtype.is_floating_point:
             scores = scores + attn_mask.to(scores.dtype)
         else:
@@ -59,6 +60,12 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         from .basic import dropout
         attn = dropout(attn, dropout_p, True)
     return _linalg.matmul(attn, value)
+
+
+def _additive(allowed: Tensor, like: Tensor) -> Tensor:
+    """A bool mask (True = may attend) as 0 / -inf in like's dtype."""
+    zero = creation.zeros(allowed.shape, dtype=like.dtype)
+    return zero.masked_fill(allowed.logical_not(), float("-inf"))
 
 
 def _repeat_heads(t: Tensor, n: int) -> Tensor:

@@ -162,7 +162,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
     if weight.ndim != 2:
         raise ShapeError(f"embedding: weight {fmt_shape(weight.shape)} must be 2-D (num_embeddings, dim)")
     n = weight.shape[0]
-    if input.numel() and bool(((input < -n) | (input >= n)).any()):
+    if input.numel() and bool(((input < 0) | (input >= n)).any()):
         raise IndexingError(f"embedding: index out of range for a table of {n} rows (input holds values "
                             f"{int(input.amin())}..{int(input.amax())})")
     if scale_grad_by_freq:

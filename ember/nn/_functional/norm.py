@@ -97,8 +97,11 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         xc = input - mean
         var = (xc * xc).mean(dims, keepdim=True)
         y = xc * (var + eps).rsqrt()
+        if momentum is None:
+            raise ValueError("batch_norm: momentum must be a float; for a cumulative average pass "
+                             "1 / num_batches_tracked (as nn.BatchNorm does)")
         with no_grad():
-            m = 0.1 if momentum is None else momentum
+            m = float(momentum)
             if running_mean is not None:
                 running_mean.mul_(1 - m).add_((mean.detach().reshape(C) * m).to(running_mean.dtype))
             if running_var is not None:

@@ -80,18 +80,20 @@ class MultiheadAttention(Module):
             init.zeros_(self.out_proj.bias)
 
     def _project(self, query: Tensor, key: Tensor, value: Tensor):
+        """Query, key and value projections; one fused matmul for self-attention (as torch)."""
         E = self.embed_dim
         b = self.in_proj_bias
-        bq, bk, bv = (None, None, None) if b is None else b.chunk(3)
         if self._qkv_same_embed_dim:
+            w = self.in_proj_weight
             if query is key and key is value:
-                return F.linear(query, self.in_proj_weight, b).chunk(3, -1)
-            wq, wk, wv = self.in_proj_weight.chunk(3)
+                return F.linear(query, w, b).chunk(3, -1)
             if key is value:
-                k, v = F.linear(key, self.in_proj_weight[E:], None if b is None else b[E:]).chunk(2, -1)
-                return F.linear(query, wq, bq), k, v
+                k, v = F.linear(key, w[E:], None if b is None else b[E:]).chunk(2, -1)
+                return F.linear(query, w[:E], None if b is None else b[:E]), k, v
+            wq, wk, wv = w.chunk(3)
         else:
             wq, wk, wv = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+        bq, bk, bv = (None, None, None) if b is None else b.chunk(3)
         return F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None,

@@ -1,4 +1,5 @@
-"""Convolutions: Conv1d, Conv2d and ConvTranspose2d with PyTorch's arguments and initialisation."""
+"""Convolutions: Conv1d, Conv2d, ConvTranspose1d and ConvTranspose2d with PyTorch's arguments and
+initialisation."""
 
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ class ConvTranspose2d(_ConvNd):
                  output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
                  padding_mode: str = "zeros", device=None, dtype=None):
         if padding_mode != "zeros":
-            raise ValueError(f"Only 'zeros' padding mode is supported for ConvTranspose2d, got "
+            raise ValueError(f"Only 'zeros' padding mode is supported for {type(self).__name__}, got "
                              f"{padding_mode!r}")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, True,
                          output_padding, groups, bias, padding_mode, device, dtype)
@@ -142,14 +143,15 @@ class ConvTranspose2d(_ConvNd):
     def _output_padding(self, input: Tensor, output_size) -> tuple:
         if output_size is None:
             return self.output_padding
-        output_size = list(output_size)[-2:]
+        n = self._n
+        output_size = list(output_size)[-n:]
         out = []
-        for d in range(2):
-            base = ((input.shape[d - 2] - 1) * self.stride[d] - 2 * self.padding[d]
+        for d in range(n):
+            base = ((input.shape[d - n] - 1) * self.stride[d] - 2 * self.padding[d]
                     + self.dilation[d] * (self.kernel_size[d] - 1) + 1)
             extra = output_size[d] - base
             if not 0 <= extra < max(self.stride[d], self.dilation[d]):
-                raise ValueError(f"ConvTranspose2d: requested output size {tuple(output_size)} is not "
+                raise ValueError(f"{type(self).__name__}: requested output size {tuple(output_size)} is not "
                                  "reachable "
                                  f"from input {tuple(input.shape)} (dim {d} allows {base} to "
                                  f"{base + max(self.stride[d], self.dilation[d]) - 1})")
@@ -159,4 +161,16 @@ class ConvTranspose2d(_ConvNd):
     def forward(self, input: Tensor, output_size=None) -> Tensor:
         output_padding = self._output_padding(input, output_size)
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
+                                  self.groups, self.dilation)
+
+
+class ConvTranspose1d(ConvTranspose2d):
+    """Transposed 1-D convolution: (N, C_in, L) -> (N, C_out, (L-1)*stride - 2*padding
+    + dilation*(k-1) + output_padding + 1)."""
+
+    _n = 1
+
+    def forward(self, input: Tensor, output_size=None) -> Tensor:
+        output_padding = self._output_padding(input, output_size)
+        return F.conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding, output_padding,
                                   self.groups, self.dilation)

@@ -1,4 +1,5 @@
-"""Dropout: zero elements with probability p while training, scaling the rest by 1/(1-p)."""
+"""Dropout and Dropout2d: zero elements (or whole channels) with probability p while training, scaling
+the rest by 1/(1-p)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,10 @@ class Dropout(Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout2d(Dropout):
+    """Channel dropout: each (n, c) plane of (N, C, H, W) is zeroed with probability p while training."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return F.dropout2d(input, self.p, self.training)

@@ -35,7 +35,7 @@ opt = optim.SGD(model.parameters(), lr=0.05, momentum=momentum)
 data = np.random.default_rng(0)
 losses = []
 dist.stats(reset=True)
-for step in range(steps):
+for _ in range(steps):
     x = data.normal(size=(32, 16))
     y = np.tanh(x @ teacher)
     per = 32 // world

@@ -4,11 +4,11 @@ usage: ddp_mlp.py MODE DTYPE STEPS  (MODE: ddp | single | skip_allreduce)
 Prints RESULT lines with per-step global losses, final weights, comm stats and events.
 """
 
-from _report import report
 import sys
 import time
 
 import numpy as np
+from _report import report
 
 import ember
 import ember.distributed as dist

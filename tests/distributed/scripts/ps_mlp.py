@@ -32,14 +32,15 @@ def make_opt(params):
 
 def batches(worker, workers):
     if mnist:
-        import gzip, os  # noqa: E401
+        import gzip  # noqa: E401
+        import os
         root = os.environ["EMBER_MNIST"]
         with gzip.open(os.path.join(root, "t10k-images-idx3-ubyte.gz")) as f:
             x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)[:8000] / 255.0
         with gzip.open(os.path.join(root, "t10k-labels-idx1-ubyte.gz")) as f:
             y = np.frombuffer(f.read(), np.uint8, offset=8)[:8000].astype(np.int64)
         rng = np.random.default_rng(0)
-        for step in range(steps):
+        for _ in range(steps):
             idx = rng.integers(0, 8000, size=64)
             per = 64 // workers
             sel = idx[worker * per:(worker + 1) * per]
@@ -47,7 +48,7 @@ def batches(worker, workers):
     else:
         teacher = np.random.default_rng(1).normal(size=(10, 3))
         rng = np.random.default_rng(0)
-        for step in range(steps):
+        for _ in range(steps):
             x = rng.normal(size=(24, 10))
             y = np.tanh(x @ teacher)
             per = 24 // workers
@@ -96,7 +97,8 @@ else:
     out = {"rank": rank, "losses": losses}
     if mnist:
         with ember.no_grad():
-            import gzip, os  # noqa: E401
+            import gzip  # noqa: E401
+            import os
             root = os.environ["EMBER_MNIST"]
             with gzip.open(os.path.join(root, "t10k-images-idx3-ubyte.gz")) as f:
                 x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)[8000:] / 255.0

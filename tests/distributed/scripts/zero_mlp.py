@@ -38,7 +38,7 @@ else:
 
 data = np.random.default_rng(0)
 losses, stats, memory = [], None, None
-for step in range(steps):
+for _ in range(steps):
     x = ember.tensor(data.normal(size=(GLOBAL_BATCH, 7))).to(dtype)
     y = ember.tensor(data.normal(size=(GLOBAL_BATCH, 3))).to(dtype)
     per = GLOBAL_BATCH // world
