@@ -26,6 +26,7 @@ from .ops import *  # noqa: F401,F403
 from .ops import elementwise as _e
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .tensor import Tensor
+from .compiler import compile  # noqa: E402,A004  (ember.compile)
 
 bool = _dtype_mod.bool_  # noqa: A001  (torch.bool)
 float = float32  # noqa: A001

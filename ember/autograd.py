@@ -190,6 +190,7 @@ def _edge(t: Tensor):
 
 _CPU_BACKEND = backend(CPU)
 _new = object.__new__
+_tracer = None  # set by ember.compiler while it traces a function: records every op apply runs
 
 
 def apply(op, *inputs: Tensor, **attrs) -> Tensor:
@@ -245,6 +246,8 @@ def apply(op, *inputs: Tensor, **attrs) -> Tensor:
                 out.requires_grad = True
                 out.grad_fn = Node(op, inputs, attrs, out, saved)
                 break
+    if _tracer is not None:
+        _tracer.record(op, inputs, attrs, out, saved)
     return out
 
 

@@ -401,8 +401,18 @@ class Gelu(Op):
 
     def forward(xp, x, approximate):
         if approximate == "tanh":
-            inner = _SQRT_2_PI * (x + 0.044715 * x * x * x)
-            return (0.5 * x * (1 + xp.tanh(inner))).astype(x.dtype, copy=False)
+            # in place, same operations in the same order as 0.5 x (1 + tanh(c (x + 0.044715 x^3))):
+            # equal bits, five fewer full-size temporaries
+            t = xp.multiply(x, 0.044715, out=xp.empty_like(x))  # an array even for 0-d x
+            t *= x
+            t *= x
+            t += x
+            t *= _SQRT_2_PI
+            xp.tanh(t, out=t)
+            t += 1
+            h = x * 0.5
+            h *= t
+            return h.astype(x.dtype, copy=False)
         return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype, copy=False)
 
     def backward(ctx, g):

@@ -235,7 +235,8 @@ class Softmax(Op):
     """exp(x) / sum(exp(x)) along `dim`, shifted by the max for stability."""
 
     def forward(xp, x, dim):
-        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        e = x - x.max(axis=dim, keepdims=True)
+        xp.exp(e, out=e)  # in place: one full-size temporary fewer, same bits
         e /= e.sum(axis=dim, keepdims=True)
         return e
 

@@ -51,6 +51,6 @@ def test_asp_never_waits_and_still_learns():
 @pytest.mark.slow
 def test_mnist_mlp_through_ssp_parameter_server_reaches_95_percent():
     os.environ["EMBER_MNIST"] = os.path.abspath(MNIST)
-    res, _ = run_mpi(3, "ps_mlp.py", "ssp", 1, 2, 600, "mnist", timeout=600)
+    res, _ = run_mpi(3, "ps_mlp.py", "ssp", 1, 2, 1500, "mnist", timeout=600)
     for w in (1, 2):
         assert res[w][0]["accuracy"] >= 0.95

@@ -273,6 +273,7 @@ def test_expand_of_zero_size_and_repeat_zero():
         (lambda x: x.repeat(2), ember.ShapeError, "repeat: got 1 repeat counts for a tensor with 3 dims"),
         (lambda x: x.movedim(0, 3), ember.IndexingError, "movedim: dimension 3 out of range"),
         (lambda x: x.chunk(0), ValueError, "chunk: chunks must be positive, got 0"),
+        (lambda x: x.split(0), ValueError, "split: split_size must be positive, got 0"),
         (
             lambda x: x.narrow(1, 2, 2),
             ember.IndexingError,

@@ -41,8 +41,8 @@ def batches(worker, workers):
             y = np.frombuffer(f.read(), np.uint8, offset=8)[:8000].astype(np.int64)
         rng = np.random.default_rng(0)
         for _ in range(steps):
-            idx = rng.integers(0, 8000, size=64)
-            per = 64 // workers
+            idx = rng.integers(0, 8000, size=128)
+            per = 128 // workers
             sel = idx[worker * per:(worker + 1) * per]
             yield ember.tensor(x[sel], dtype=ember.float32), ember.tensor(y[sel])
     else:
@@ -93,9 +93,8 @@ else:
         worker.push()
         model.zero_grad()
         losses.append(loss.item())
-    worker.close()
     out = {"rank": rank, "losses": losses}
-    if mnist:
+    if mnist:  # evaluate the servers' final parameters (pull before close: servers stop after the last close)
         with ember.no_grad():
             import gzip  # noqa: E401
             import os
@@ -107,4 +106,5 @@ else:
             worker.pull()
             pred = model(ember.tensor(x, dtype=ember.float32)).argmax(1).numpy()
             out["accuracy"] = float((pred == y).mean())
+    worker.close()
     report(out)

@@ -1,0 +1,184 @@
+"""Render kernel IR (kernel_ir.py) as C with OpenMP: `parallel for` over the outer loop, `simd` inner.
+
+Each kernel becomes `void <name>(void **args)` taking its buffers in `Kernel.args` order. The
+arithmetic mirrors NumPy's float32/float64 kernels operation by operation (no reassociation,
+built with -ffp-contract=off) so compiled and eager results agree to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import dtype as dt
+from .kernel_ir import CTYPES, Kernel
+
+PARALLEL_MIN = 1 << 15  # elements below which threads cost more than they save
+
+HEADER = """#include <math.h>
+#include <stddef.h>
+typedef long long i64;
+static inline float sigmoidf_(float x) { float e = expf(-fabsf(x)); return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e); }
+static inline double sigmoid_(double x) { double e = exp(-fabs(x)); return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e); }
+"""
+
+
+def _lit(value, dtype) -> str:
+    if dtype is dt.float32:
+        return f"{float(value)!r}f" if math.isfinite(value) else ("(-INFINITY)" if value < 0 else "INFINITY")
+    if dtype is dt.float64:
+        return f"{float(value)!r}" if math.isfinite(value) else ("(-INFINITY)" if value < 0 else "INFINITY")
+    return str(int(value))
+
+
+def _fn(name: str, dtype) -> str:
+    """libm name for dtype: expf for float, exp for double."""
+    return name + "f" if dtype is dt.float32 else name
+
+
+def render_expr(expr, out_dtype) -> str:
+    """C for one expression tree; temporaries are t<k>, arguments a<i>[offset]."""
+    tag = expr[0]
+    if tag == "tmp":
+        return f"t{expr[1]}"
+    if tag == "load":
+        return f"a{expr[1]}[o{expr[1]}]"
+    if tag == "const":
+        return _lit(expr[1], expr[2])
+    _, name, args, attrs, in_dtypes = expr
+    a = [render_expr(x, d) for x, d in zip(args, in_dtypes)]
+    T, F = out_dtype, (lambda f: _fn(f, out_dtype))
+    one = _lit(1.0, T)
+    if name in ("add", "sub", "mul", "div"):
+        return f"({a[0]} {'+-*/'['add sub mul div'.split().index(name)]} {a[1]})"
+    if name in ("eq", "ne", "lt", "le", "gt", "ge"):
+        op = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[name]
+        return f"({a[0]} {op} {a[1]})"
+    if name == "maximum":
+        return f"(({a[0]} > {a[1]} || {a[0]} != {a[0]}) ? {a[0]} : {a[1]})"
+    if name == "minimum":
+        return f"(({a[0]} < {a[1]} || {a[0]} != {a[0]}) ? {a[0]} : {a[1]})"
+    if name == "pow":
+        return f"{F('pow')}({a[0]}, {a[1]})"
+    if name == "where":
+        return f"({a[0]} ? {a[1]} : {a[2]})"
+    if name == "cast":
+        if T is dt.bool_:
+            return f"({a[0]} != 0)"
+        return f"(({CTYPES[T]}){a[0]})"
+    if name in ("copy", "contiguous"):
+        return a[0]
+    if name == "neg":
+        return f"(-{a[0]})"
+    if name == "abs":
+        return f"{F('fabs')}({a[0]})"
+    if name in ("exp", "log", "sqrt", "tanh", "sin", "cos", "expm1", "log1p"):
+        return f"{F(name)}({a[0]})"
+    if name == "rsqrt":
+        return f"({one} / {F('sqrt')}({a[0]}))"
+    if name == "reciprocal":
+        return f"({one} / {a[0]})"
+    if name == "sigmoid":
+        return f"{'sigmoidf_' if T is dt.float32 else 'sigmoid_'}({a[0]})"
+    if name == "silu":
+        return f"({a[0]} * {'sigmoidf_' if T is dt.float32 else 'sigmoid_'}({a[0]}))"
+    if name == "relu":
+        return f"(({a[0]} > 0 || {a[0]} != {a[0]}) ? {a[0]} : {_lit(0.0, T)})"
+    if name in ("logical_not", "bitwise_not"):
+        return f"(!{a[0]})"
+    if name == "clamp":
+        x = a[0]
+        if attrs.get("min") is not None:
+            lo = _lit(attrs["min"], T)
+            x = f"(({x} < {lo}) ? {lo} : {x})"
+        if attrs.get("max") is not None:
+            hi = _lit(attrs["max"], T)
+            x = f"(({x} > {hi}) ? {hi} : {x})"
+        return x
+    if name == "gelu":
+        x = a[0]
+        if attrs.get("approximate") == "tanh":
+            c = _lit(math.sqrt(2 / math.pi), T)
+            k = _lit(0.044715, T)
+            return (f"({_lit(0.5, T)} * {x} * ({one} + {F('tanh')}({c} * ({x} + {k} * {x} * {x} * {x}))))")
+        return f"({_lit(0.5, T)} * {x} * ({one} + {F('erf')}({x} / {_lit(math.sqrt(2), T)})))"
+    raise NotImplementedError(f"codegen_c: no C rendering for op {name!r}")
+
+
+def _offsets(k: Kernel, loops: range, indent: str) -> list:
+    lines = []
+    for i, a in enumerate(k.args):
+        terms = [f"i{d} * {a.strides[d]}" for d in loops if a.strides[d] != 0]
+        lines.append(f"{indent}const i64 o{i} = {' + '.join(terms) or '0'};")
+    return lines
+
+
+def render_kernel(k: Kernel) -> str:
+    """One kernel as a C function `void name(void **args)`."""
+    lines = [f"void {k.name}(void **args) {{"]
+    for i, a in enumerate(k.args):
+        const = "" if a.output else "const "
+        lines.append(f"  {const}{CTYPES[a.dtype]} *restrict a{i} = ({const}{CTYPES[a.dtype]} *)args[{i}];")
+    total = math.prod(k.dims)
+    nd = len(k.dims)
+    body_indent = "  " * (nd + 1)
+    if k.reduce is None:
+        for d in range(nd):
+            ind = "  " * (d + 1)
+            if d == 0 and total >= PARALLEL_MIN:
+                lines.append(f"{ind}#pragma omp parallel for{' simd' if nd == 1 else ''}")
+            elif d == nd - 1 and nd > 1:
+                lines.append(f"{ind}#pragma omp simd")
+            lines.append(f"{ind}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
+        lines += _offsets(k, range(nd), body_indent)
+        lines += _lets(k, body_indent)
+        for ai, t in k.stores:
+            lines.append(f"{body_indent}a{ai}[o{ai}] = t{t};")
+        for d in reversed(range(nd)):
+            lines.append("  " * (d + 1) + "}")
+        if nd == 0:
+            lines += ["  {"] + _offsets(k, range(0), "    ") + _lets(k, "    ") + \
+                     [f"    a{ai}[o{ai}] = t{t};" for ai, t in k.stores] + ["  }"]
+    else:
+        op, src, out_arg, acc_dtype = k.reduce
+        acc_t = "double" if acc_dtype in (dt.float32, dt.float64) and op == "sum" else CTYPES[acc_dtype]
+        init = {"sum": "0", "amax": "-INFINITY", "amin": "INFINITY"}[op]
+        combine = {"sum": "acc + t{s}", "amax": "(t{s} > acc ? t{s} : acc)",
+                   "amin": "(t{s} < acc ? t{s} : acc)"}[op].format(s=src)
+        clause = {"sum": "+", "amax": "max", "amin": "min"}[op]
+        no = k.n_outer
+        outer_total = math.prod(k.dims[:no])
+        for d in range(no):
+            ind = "  " * (d + 1)
+            if d == 0 and total >= PARALLEL_MIN and outer_total > 1:
+                lines.append(f"{ind}#pragma omp parallel for")
+            lines.append(f"{ind}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
+        ind = "  " * (no + 1)
+        lines.append(f"{ind}{acc_t} acc = {init};")
+        for d in range(no, nd):
+            ind2 = "  " * (d + 1)
+            if d == nd - 1:
+                lines.append(f"{ind2}#pragma omp simd reduction({clause}:acc)")
+            lines.append(f"{ind2}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
+        inner = "  " * (nd + 1)
+        lines += _offsets(k, range(nd), inner)
+        lines += _lets(k, inner)
+        for ai, t in k.stores:
+            lines.append(f"{inner}a{ai}[o{ai}] = t{t};")
+        lines.append(f"{inner}acc = {combine};")
+        for d in reversed(range(no, nd)):
+            lines.append("  " * (d + 1) + "}")
+        oo = [f"i{d} * {k.args[out_arg].strides[d]}" for d in range(no) if k.args[out_arg].strides[d]]
+        lines.append(f"{ind}a{out_arg}[{' + '.join(oo) or '0'}] = ({CTYPES[acc_dtype]})acc;")
+        for d in reversed(range(no)):
+            lines.append("  " * (d + 1) + "}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _lets(k: Kernel, indent: str) -> list:
+    return [f"{indent}const {CTYPES[d]} t{i} = {render_expr(e, d)};" for i, (d, e) in enumerate(k.lets)]
+
+
+def render_module(kernels: list, extra: str = "") -> str:
+    """A whole translation unit: the header, every kernel, and `extra` hand-written code."""
+    return HEADER + "\n\n".join(render_kernel(k) for k in kernels) + ("\n\n" + extra if extra else "") + "\n"

@@ -1,0 +1,110 @@
+"""Kernel IR: one fused kernel as a loop nest over index expressions, independent of any language.
+
+A Kernel has loop extents `dims` (outer to inner), buffer arguments each with an element
+stride per loop (0 where it broadcasts), a list of scalar temporaries computed per point
+(`lets`, expression trees over loads, constants and op names), stores of temporaries to
+outputs, and optionally a reduction of one temporary over the inner `dims[n_outer:]`.
+codegen_c.py renders it as C; an OpenCL or CUDA renderer would read the same structure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .. import dtype as dt
+
+CTYPES = {dt.float32: "float", dt.float64: "double", dt.bool_: "unsigned char", dt.int64: "long long",
+          dt.int32: "int"}
+
+# op name -> number of inputs, for the elementwise ops kernels can compute (codegen_c renders them)
+POINTWISE = {
+    "add": 2, "sub": 2, "mul": 2, "div": 2, "maximum": 2, "minimum": 2, "pow": 2,
+    "eq": 2, "ne": 2, "lt": 2, "le": 2, "gt": 2, "ge": 2, "where": 3, "cast": 1,
+    "neg": 1, "abs": 1, "exp": 1, "log": 1, "sqrt": 1, "rsqrt": 1, "reciprocal": 1, "tanh": 1,
+    "sigmoid": 1, "relu": 1, "silu": 1, "sin": 1, "cos": 1, "expm1": 1, "log1p": 1, "gelu": 1,
+    "clamp": 1, "logical_not": 1, "bitwise_not": 1, "copy": 1, "contiguous": 1,
+}
+REDUCTIONS = {"sum", "amax", "amin"}
+
+
+@dataclass
+class Arg:
+    """A buffer the kernel reads or writes: graph value `vid`, C-independent element type, strides."""
+
+    vid: int
+    dtype: object
+    strides: tuple  # elements, one per loop of the kernel
+    output: bool = False
+
+
+@dataclass
+class Kernel:
+    """A loop nest; see the module docstring. Expressions are tuples:
+    ("load", arg), ("const", value, dtype), ("tmp", k), ("op", name, (args...), attrs)."""
+
+    name: str
+    dims: tuple
+    n_outer: int
+    args: list = field(default_factory=list)
+    lets: list = field(default_factory=list)  # (dtype, expr)
+    stores: list = field(default_factory=list)  # (arg index, tmp index)
+    reduce: tuple | None = None  # (op name, tmp index, arg index, accumulator dtype)
+    nodes: list = field(default_factory=list)  # graph node indices it computes
+
+    def bytes_moved(self) -> int:
+        """Bytes each argument occupies once: what a kernel that reads each input once moves."""
+        return sum(math.prod(d for d, s in zip(self.dims, a.strides) if s != 0) * a.dtype.itemsize
+                   for a in self.args)
+
+
+def broadcast_strides(shape, strides_bytes, itemsize: int, domain) -> tuple:
+    """Element strides of an array of `shape` broadcast (right-aligned) into `domain`."""
+    off = len(domain) - len(shape)
+    out = []
+    for d, size in enumerate(domain):
+        i = d - off
+        if i < 0 or shape[i] == 1 and size != 1:
+            out.append(0)
+        else:
+            out.append(strides_bytes[i] // itemsize)
+    return tuple(out)
+
+
+def contiguous_strides(shape) -> tuple:
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= s
+    return tuple(reversed(out))
+
+
+def coalesce(k: Kernel) -> Kernel:
+    """Merge adjacent loops every argument walks contiguously (fewer, longer loops vectorize better)."""
+    dims, strides = list(k.dims), [list(a.strides) for a in k.args]
+    groups = [(0, k.n_outer), (k.n_outer, len(dims))]
+    new_dims, new_strides, n_outer = [], [[] for _ in k.args], 0
+    for gi, (lo, hi) in enumerate(groups):
+        start = len(new_dims)
+        for d in range(lo, hi):
+            if dims[d] == 1 and hi - lo > 1:
+                continue
+            if len(new_dims) > start and all(
+                    s[-1] == st[d] * dims[d] for s, st in zip(new_strides, strides)):
+                new_dims[-1] *= dims[d]
+                for s, st in zip(new_strides, strides):
+                    s[-1] = st[d]
+                continue
+            new_dims.append(dims[d])
+            for s, st in zip(new_strides, strides):
+                s.append(st[d])
+        if gi == 0:
+            n_outer = len(new_dims)
+        elif k.reduce is not None and len(new_dims) == n_outer:
+            new_dims.append(1)  # keep one (trivial) reduction loop
+            for s in new_strides:
+                s.append(0)
+    for a, s in zip(k.args, new_strides):
+        a.strides = tuple(s)
+    k.dims, k.n_outer = tuple(new_dims), n_outer
+    return k

@@ -1,0 +1,99 @@
+"""Fused optimizer updates: a traced `optimizer.step()` replays as one C loop per parameter.
+
+The Adam/AdamW update is written out by hand in C (its scalars change every step, so they are
+arguments, not constants baked into a traced graph). The arithmetic follows ember.optim.Adam
+operation by operation, in the parameter's dtype. Other optimizers run their own eager step.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+
+import numpy as np
+
+from ..tensor import Tensor
+
+ADAM_C = """
+#define ADAM(NAME, T, SQRT) \\
+void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, i64 n, T b1, T omb1, T b2, \\
+          T omb2, T c1, T c2, T shrink, T wd, int mode, int update_p) { \\
+  _Pragma("omp parallel for simd if(n > 32768)") \\
+  for (i64 i = 0; i < n; i++) { \\
+    T pi = p[i], gi = g[i]; \\
+    if (mode == 2) pi = pi * shrink; else if (mode == 1) gi = gi + pi * wd; \\
+    T mi = m[i] * b1 + gi * omb1; \\
+    T vi = v[i] * b2 + gi * gi * omb2; \\
+    m[i] = mi; v[i] = vi; \\
+    if (update_p) pi = pi - mi / (SQRT(vi) * c1 + c2); \\
+    p[i] = pi; \\
+  } \\
+}
+ADAM(ember_adam_f32, float, sqrtf)
+ADAM(ember_adam_f64, double, sqrt)
+"""
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def _fusable_adam(opt) -> bool:
+    from ..optim.adam import Adam
+    return type(opt).step is Adam.step and all(not g["amsgrad"] and not g["maximize"]
+                                              for g in opt.param_groups)
+
+
+def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
+    """Replay `opt.step()` for `params` with gradient buffers `grads` (fused when it can)."""
+    if lib is None or not _fusable_adam(opt):
+        _eager_step(opt, params, grads)
+        return
+    from ..creation import zeros_like
+    gmap = {id(p): g for p, g in zip(params, grads)}
+    for group in opt.param_groups:
+        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        for p in group["params"]:
+            g = gmap.get(id(p))
+            if g is None:
+                continue
+            state = opt.state.get(p)
+            if not state:
+                state = opt.state[p] = {"step": 0, "exp_avg": zeros_like(p), "exp_avg_sq": zeros_like(p)}
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            bufs = (p._data, g, m._data, v._data)
+            if not all(b.flags.c_contiguous and b.dtype == p._data.dtype for b in bufs) or \
+                    p._data.dtype not in (np.float32, np.float64):
+                _eager_step_one(opt, group, p, g)
+                continue
+            state["step"] += 1
+            t = state["step"]
+            step_size = lr / (1 - beta1 ** t)
+            update = step_size != 0
+            c1 = 1 / (math.sqrt(1 - beta2 ** t) * step_size) if update else 0.0
+            c2 = eps / step_size if update else 0.0
+            mode = 0 if wd == 0 else (2 if group["decoupled_weight_decay"] else 1)
+            f32 = p._data.dtype == np.float32
+            fn = lib.ember_adam_f32 if f32 else lib.ember_adam_f64
+            S = ctypes.c_float if f32 else ctypes.c_double
+            fn(*(ctypes.c_void_p(_ptr(b)) for b in bufs), ctypes.c_longlong(p._data.size),
+               S(beta1), S(1 - beta1), S(beta2), S(1 - beta2), S(c1), S(c2), S(1 - lr * wd), S(wd),
+               ctypes.c_int(mode), ctypes.c_int(update))
+            p._vc[0] += 1
+
+
+def _eager_step(opt, params, grads) -> None:
+    for p, g in zip(params, grads):
+        p.grad = Tensor._make(g, p.dtype, p.device)
+    opt.step()
+
+
+def _eager_step_one(opt, group, p, g) -> None:
+    """Run the eager step for `p` alone (other parameters hide their gradients meanwhile)."""
+    saved = [(q, q.grad) for grp in opt.param_groups for q in grp["params"]]
+    for q, _ in saved:
+        q.grad = None
+    p.grad = Tensor._make(g, p.dtype, p.device)
+    opt.step()
+    for q, gq in saved:
+        q.grad = gq

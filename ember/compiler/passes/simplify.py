@@ -1,0 +1,93 @@
+"""Algebraic simplification as a table of (name, rule, reason) entries; `explain()` prints which fired.
+
+A rule looks at one node and returns the value id that can replace its result, or None.
+Constants are 0-d tensors captured by identity whose value is read at compile time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Graph
+from .cse_dce import rename
+
+
+def _const_value(graph: Graph, vid: int):
+    v = graph.values[vid]
+    if v.source != "const" or v.shape != ():
+        return None
+    return float(np.asarray(graph.externals[vid].get()))
+
+
+def _same(graph, n, vid) -> bool:
+    a, out = graph.values[vid], graph.values[n.outs[0]]
+    return a.shape == out.shape and a.dtype is out.dtype
+
+
+def _identity_operand(ident: float, positions=(0, 1)):
+    def rule(graph, n):
+        for pos in positions:
+            other = n.inputs[1 - pos]
+            if _const_value(graph, n.inputs[pos]) == ident and _same(graph, n, other):
+                return other
+        return None
+    return rule
+
+
+def _cast_same(graph, n):
+    src = n.inputs[0]
+    return src if graph.values[src].dtype is n.attrs["dtype"] else None
+
+
+def _reshape_noop(graph, n):
+    src = n.inputs[0]
+    return src if graph.values[src].shape == graph.values[n.outs[0]].shape else None
+
+
+def _permute_noop(graph, n):
+    dims = n.attrs.get("dims")
+    return n.inputs[0] if dims is not None and tuple(dims) == tuple(range(len(dims))) else None
+
+
+def _reshape_chain(graph, n):
+    """reshape(reshape(x)) -> reshape(x): rewrite the input in place, keep the node."""
+    prod = graph._producer.get(n.inputs[0])
+    if prod is not None and prod.name == "reshape":
+        n.inputs = [prod.inputs[0]]
+    return None
+
+
+RULES = [
+    ("mul", _identity_operand(1.0), "x * 1 = x"),
+    ("add", _identity_operand(0.0), "x + 0 = x"),
+    ("sub", _identity_operand(0.0, positions=(1,)), "x - 0 = x"),
+    ("div", _identity_operand(1.0, positions=(1,)), "x / 1 = x"),
+    ("cast", _cast_same, "cast to the dtype it has"),
+    ("reshape", _reshape_noop, "reshape to the same shape"),
+    ("reshape", _reshape_chain, "reshape of a reshape is one reshape"),
+    ("permute", _permute_noop, "identity permutation"),
+]
+
+
+def simplify(graph: Graph) -> list:
+    """Apply RULES once over the graph; returns [(rule reason, node name)] for each rewrite."""
+    fired = []
+    mapping: dict = {}
+    graph._producer = {}
+    for n in graph.nodes:
+        n.inputs = [mapping.get(v, v) for v in n.inputs]
+        for name, rule, reason in RULES:
+            if n.name == name and len(n.outs) == 1:
+                before = list(n.inputs)
+                r = rule(graph, n)
+                if r is not None:
+                    mapping[n.outs[0]] = r
+                    fired.append((reason, n.name))
+                    break
+                if n.inputs != before:
+                    fired.append((reason, n.name))
+        for o in n.outs:
+            graph._producer[o] = n
+    del graph._producer
+    rename(graph, mapping)
+    return fired

@@ -1,0 +1,172 @@
+"""Runtime: replay a compiled schedule on buffers.
+
+A Plan turns the schedule (fusion.py) into a list of closures over a value table `env`: fused
+kernels call the shared library built by toolchain.py, other nodes call the registry's own
+kernel exactly as `apply` does (matmul, movement, composites), optimizer steps run fused.
+After the schedule, write-backs copy new values into live buffers (in-place updates) and final
+gradients are set on parameters.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from ..tensor import Tensor
+from .graph import Ref
+from .kernel_ir import contiguous_strides
+from .optim_kernels import run_optimizer_step
+from .trace import InputGetter
+
+_c_void_p = ctypes.c_void_p
+
+
+class GuardFailed(Exception):
+    """A value guard (a traced `bool(tensor)`) saw a different value: the call must run eagerly."""
+
+
+def _ptr(a) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def op_step(graph, n):
+    """A closure running node `n` through its registry kernel, as `apply` does."""
+    op, ins, attrs, outs = n.op, list(n.inputs), n.attrs, list(n.outs)
+    out_dtype = graph.values[outs[0]].dtype
+    npd = out_dtype.np
+    low = bool(op.upcast and out_dtype.is_low_precision)
+    is_float = [graph.values[i].dtype.category == 2 for i in ins]
+    fwd, saves = op.forward, op.saves
+    o0 = outs[0]
+    o1 = outs[1] if len(outs) > 1 else None
+
+    def step(env):
+        bufs = [env[i] for i in ins]
+        if low:
+            bufs = [b.astype("float32") if f else b for b, f in zip(bufs, is_float)]
+        res = fwd(np, *bufs, **attrs)
+        if saves:
+            res, saved = res
+            if o1 is not None:
+                env[o1] = saved
+        if res.__class__ is not np.ndarray:
+            res = np.asarray(res)
+        if res.dtype != npd:
+            res = res.astype(npd)
+        env[o0] = res
+    return step
+
+
+def special_step(graph, n, lib):
+    if n.op == "fill":
+        shape, value, npd, o = n.attrs["shape"], n.attrs["value"], n.attrs["dtype"].np, n.outs[0]
+
+        def fill(env):
+            env[o] = np.full(shape, value, npd)
+        return fill
+    if n.op == "guard_bool":
+        i, expected, where = n.inputs[0], n.attrs["expected"], n.attrs["where"]
+
+        def guard(env):
+            if bool(env[i].reshape(())) != expected:
+                raise GuardFailed(f"bool(tensor) at {where} is now {not expected}")
+        return guard
+    if n.op == "optimizer_step":
+        opt, params, ins = n.attrs["optimizer"], n.attrs["params"], list(n.inputs)
+
+        def optimizer_step(env):
+            run_optimizer_step(opt, params, [env[i] for i in ins], lib)
+        return optimizer_step
+    raise NotImplementedError(f"runtime: unknown special node {n.op!r}")
+
+
+def kernel_step(graph, k, lib, fallback, made):
+    """A closure calling fused kernel `k`; if an input's layout differs from the one the kernel was
+    generated for, it runs the group's nodes through their registry kernels instead."""
+    fn = getattr(lib, k.name)
+    fn.argtypes = [ctypes.POINTER(_c_void_p)]
+    fn.restype = None
+    ins, outs = [], []
+    for a in k.args:
+        v = graph.values[a.vid]
+        if a.output:
+            outs.append((a.vid, v.shape, v.dtype.np))
+        else:
+            sb = made.get(a.vid, v.strides)
+            if sb is None:
+                sb = tuple(s * v.dtype.itemsize for s in contiguous_strides(v.shape))
+            ins.append((a.vid, sb))
+    n_args = len(k.args)
+    arr_t = _c_void_p * n_args
+    stats = {"calls": 0, "fallbacks": 0}
+
+    def run_kernel(env):
+        ptrs = []
+        for vid, sb in ins:
+            a = env[vid]
+            if a.strides != sb:
+                stats["fallbacks"] += 1
+                for f in fallback:
+                    f(env)
+                return
+            ptrs.append(_ptr(a))
+        for vid, shape, npd in outs:
+            o = np.empty(shape, npd)
+            env[vid] = o
+            ptrs.append(_ptr(o))
+        stats["calls"] += 1
+        fn(arr_t(*ptrs))
+    run_kernel.stats = stats
+    return run_kernel
+
+
+class Plan:
+    """The executable form of one compiled signature."""
+
+    def __init__(self, graph, schedule, groups, kernels, lib, made):
+        self.graph = graph
+        self.steps = []
+        self.kernel_steps = []
+        for kind, idx in schedule:
+            if kind == "group":
+                grp = groups[idx]
+                members = grp.members + ([grp.reduce] if grp.reduce is not None else [])
+                fallback = [op_step(graph, graph.nodes[i]) for i in members]
+                if lib is None:
+                    self.steps += fallback
+                else:
+                    s = kernel_step(graph, kernels[idx], lib, fallback, made)
+                    self.steps.append(s)
+                    self.kernel_steps.append(s)
+            else:
+                n = graph.nodes[idx]
+                self.steps.append(special_step(graph, n, lib) if n.kind == "special" else op_step(graph, n))
+        self.n_values = len(graph.values)
+        self.externals = [(vid, g.index if isinstance(g, InputGetter) else None, g)
+                          for vid, g in graph.externals.items()]
+        self.writebacks = list(graph.writebacks)
+        self.grads = [(p, vid, graph.values[vid].dtype if vid is not None else None) for p, vid in graph.grads]
+
+    def run(self, flat: list):
+        """Replay on `flat` (the call's tensors, in argument order); returns the output structure."""
+        env = [None] * self.n_values
+        for vid, index, getter in self.externals:
+            env[vid] = flat[index]._data if index is not None else getter.get()
+        for step in self.steps:
+            step(env)
+        for getter, vid in self.writebacks:
+            getter.set(env[vid])
+        for p, vid, dtype in self.grads:
+            p.grad = None if vid is None else Tensor._make(env[vid], dtype, p.device)
+        return _build(self.graph.outputs, env, self.graph)
+
+
+def _build(tree, env, graph):
+    if isinstance(tree, Ref):
+        return Tensor._make(env[tree.vid], graph.values[tree.vid].dtype)
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_build(t, env, graph) for t in tree)
+    if isinstance(tree, dict):
+        return {k: _build(v, env, graph) for k, v in tree.items()}
+    return tree
