@@ -39,3 +39,14 @@ round = _e.round  # noqa: A001
 pow = _e.pow  # noqa: A001
 
 __version__ = "0.1.0"
+
+# The layers above the tensor core load on first use (`ember.nn.Linear` after a plain `import ember`),
+# so importing ember stays fast and no layer imports one above it at import time.
+_SUBPACKAGES = ("nn", "optim", "data", "amp", "models", "distributed", "training", "inference")
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'ember' has no attribute {name!r}")

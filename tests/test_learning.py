@@ -2,7 +2,8 @@
 
 MNIST: only the 10,000-image t10k set is in ../shared/data/mnist; the first 8,000 images train and the
 last 2,000 are held out. The MLP trains at batch 32 rather than W1's 128: with 8,000 images, 5 epochs
-at batch 128 are only 315 steps, and PyTorch itself ends at 94.4% with that recipe. GPT: Tiny Shakespeare, character level, the corpus's own train/val split.
+at batch 128 are only 315 steps, and PyTorch itself ends at 94.4% with that recipe; the ConvNet at 32
+rather than 64 for the same reason. GPT: Tiny Shakespeare, character level, the corpus's own train/val split.
 Fast variants run by default; the full-length runs (W1 to 95%, W2 to 98%, W3 towards 1.7 nats/char)
 are marked slow.
 """
@@ -26,6 +27,7 @@ MNIST_DIR = DATA / "mnist"
 N_TRAIN = 8000
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics, as in the PyTorch examples
 MLP_BATCH = 32
+CNN_BATCH = 32  # W2 uses 64; at 64, 3 epochs of 8,000 images end at 97-98% (PyTorch too), at the target's edge
 
 needs_mnist = pytest.mark.skipif(not (MNIST_DIR.exists() and any(MNIST_DIR.iterdir())),
                                  reason=f"MNIST files not in {MNIST_DIR}")
@@ -142,7 +144,7 @@ def test_mlp_w1_reaches_95_percent_held_out_within_5_epochs():
 @needs_mnist
 def test_convnet_w2_reaches_98_percent_held_out_within_3_epochs():
     model, opt = w2_convnet()
-    train, held = mnist_loaders(batch_size=64)
+    train, held = mnist_loaders(batch_size=CNN_BATCH)
     accs = []
     for _ in range(3):
         train_epoch(model, opt, train, flat=False)

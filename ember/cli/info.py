@@ -17,7 +17,7 @@ HELP = "print versions, devices, BLAS, thread count and C compiler"
 
 # the C compilers the compiler layer may use, in the order it looks for them
 C_COMPILERS = ("cc", "gcc", "clang")
-EMBER_ENV_VARS = ("EMBER_DEBUG", "EMBER_CACHE_DIR", "EMBER_TIMEOUT")
+EMBER_ENV_VARS = ("EMBER_DEBUG", "EMBER_DEBUG_DIR", "EMBER_CACHE_DIR", "EMBER_TIMEOUT")
 
 
 def add_arguments(parser) -> None:

@@ -26,6 +26,7 @@ from .runtime import GuardFailed, Plan
 from .trace import GradGetter, GraphBreak, TensorGetter, Tracer, tracing
 
 BACKENDS = ("c", "numpy")
+_VIEW_OPS = ("reshape", "permute", "expand", "getitem")  # NumPy views: no pass over memory (getitem: slices)
 
 
 class Entry:
@@ -37,6 +38,7 @@ class Entry:
         self.plan = None
         self.report: dict = {}
         self.param_checks: list = []
+        self.graph = None
 
 
 class CompiledFunction:
@@ -95,6 +97,8 @@ class CompiledFunction:
                           "signature runs eagerly", stacklevel=2)
             return result
         entry.report["trace_s"] = time.perf_counter() - t0
+        entry.report["decomposed"] = tr.decomposed
+        entry.report["eager_dispatches"] = tr.dispatches
         self._build(entry, graph)
         entry.report["compile_s"] = time.perf_counter() - t0
         _debug_dump(self, entry)
@@ -102,8 +106,8 @@ class CompiledFunction:
 
     def _build(self, entry, graph) -> None:
         rep = entry.report
+        entry.graph = graph
         rep["captured"] = graph.format()
-        rep["eager_dispatches"] = sum(1 for n in graph.nodes if n.kind != "special")
         rep["passes"] = []
         g = graph
         n_dead = dce(g)
@@ -116,15 +120,14 @@ class CompiledFunction:
         rep["passes"].append(("cse_dce", f"{n_cse} merged, {n_dead} dead removed", g.format()))
         groups, schedule = fuse(g)
         kernels, made = lower(g, groups, schedule)
-        rep["groups"] = [(i, [g.nodes[j].name for j in grp.members] +
-                          ([g.nodes[grp.reduce].name] if grp.reduce is not None else []))
-                         for i, grp in enumerate(groups)]
+        rep["groups"] = [(i, [g.nodes[j].name for j in grp.all_nodes()]) for i, grp in enumerate(groups)]
         rep["kernels"] = kernels
         rep["schedule"] = schedule
         rep["memory"] = liveness(g, schedule, groups, kernels)
-        rep["dot"] = g.to_dot([grp.members + ([grp.reduce] if grp.reduce is not None else []) for grp in groups])
+        rep["dot"] = g.to_dot([grp.all_nodes() for grp in groups])
         n_ops = sum(1 for kind, i in schedule if kind == "node" and g.nodes[i].kind != "special")
-        rep["steps"] = {"kernels": len(kernels), "library_ops": n_ops,
+        n_views = sum(1 for kind, i in schedule if kind == "node" and g.nodes[i].name in _VIEW_OPS)
+        rep["steps"] = {"kernels": len(kernels), "library_ops": n_ops, "views": n_views,
                         "optimizer_steps": sum(1 for kind, i in schedule
                                                if kind == "node" and g.nodes[i].name == "optimizer_step")}
         entry.param_checks = [(getter, v.shape, v.dtype) for vid, getter in g.externals.items()
@@ -144,7 +147,6 @@ class CompiledFunction:
             lib = toolchain.build(source)
             rep["build_s"] = time.perf_counter() - t
         entry.plan = Plan(g, schedule, groups, kernels, lib, made)
-        entry.graph = g
 
     # --- seeing inside -------------------------------------------------------------------
     def explain(self, source: bool = False, kernel: str | None = None) -> str:
@@ -165,7 +167,8 @@ class CompiledFunction:
                 k = next((k for k in rep["kernels"].values() if k.name == kernel), None)
                 out.append(render_kernel(k) if k else f"no kernel named {kernel!r}")
                 continue
-            out.append(f"\n--- captured graph ({rep['eager_dispatches']} eager op dispatches) ---")
+            out.append(f"\n--- captured graph ({rep['eager_dispatches']} eager op dispatches; "
+                       f"{rep.get('decomposed', 0)} composite ops decomposed into primitives) ---")
             out.append(rep["captured"])
             for name, summary, text in rep["passes"]:
                 out.append(f"\n--- after {name}: {summary} ---")
@@ -174,15 +177,17 @@ class CompiledFunction:
             for gi, names in rep["groups"]:
                 out.append(f"  k{gi}: {' -> '.join(names)}")
             out.append("\n--- kernels ---")
-            for gi, k in sorted(rep["kernels"].items()):
+            for _, k in sorted(rep["kernels"].items()):
                 red = f", reduces ({k.reduce[0]}) over {k.dims[k.n_outer:]}" if k.reduce else ""
                 minimum = _min_bytes(e.graph, k)
                 out.append(f"  {k.name}: loops {k.dims}{red}, {len(k.nodes)} ops, moves {k.bytes_moved()} B "
                            f"(minimum {minimum} B)")
             s = rep["steps"]
-            out.append(f"\nper call: {s['kernels']} fused kernels + {s['library_ops']} library ops + "
-                       f"{s['optimizer_steps']} fused optimizer steps, against {rep['eager_dispatches']} eager "
-                       "op dispatches")
+            launches = s["kernels"] + s["library_ops"] - s["views"] + s["optimizer_steps"]
+            out.append(f"\nper call: {s['kernels']} fused kernels + {s['library_ops']} library ops (of which "
+                       f"{s['views']} are views) + {s['optimizer_steps']} fused optimizer steps, against "
+                       f"{rep['eager_dispatches']} eager op dispatches: {launches} passes over memory, "
+                       f"{rep['eager_dispatches'] / max(launches, 1):.1f}x fewer")
             mem = rep["memory"]
             out.append(f"memory: plan peak {mem['plan_peak']} B of intermediates, eager allocates "
                        f"{mem['eager_total']} B in total")

@@ -14,11 +14,28 @@ from .kernel_ir import CTYPES, Kernel
 
 PARALLEL_MIN = 1 << 15  # elements below which threads cost more than they save
 
+# libm functions declared `omp declare simd`: inside `omp simd` loops GCC then calls glibc's
+# vector variants (libmvec, <= 4 ulp) instead of one scalar call per element
+_VECTOR_MATH = [(n + "f", "float") for n in ("exp", "log", "tanh", "sin", "cos", "expm1", "log1p", "pow", "erf")] + \
+    [(n, "double") for n in ("exp", "log", "tanh", "sin", "cos", "expm1", "log1p", "pow", "erf")]
+def _vector_decls() -> str:
+    out = []
+    for name, t in _VECTOR_MATH:
+        params = ", ".join([t] * (2 if name.startswith("pow") else 1))
+        out.append(f"#pragma omp declare simd notinbranch\n{t} {name}({params});\n")
+    return "".join(out)
+
+
 HEADER = """#include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 typedef long long i64;
-static inline float sigmoidf_(float x) { float e = expf(-fabsf(x)); return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e); }
-static inline double sigmoid_(double x) { double e = exp(-fabs(x)); return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e); }
+""" + _vector_decls() + """static inline float sigmoidf_(float x) {
+  float e = expf(-fabsf(x)); return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+static inline double sigmoid_(double x) {
+  double e = exp(-fabs(x)); return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
 """
 
 
@@ -40,6 +57,10 @@ def render_expr(expr, out_dtype) -> str:
     tag = expr[0]
     if tag == "tmp":
         return f"t{expr[1]}"
+    if tag == "etmp":
+        return f"e{expr[1]}"
+    if tag == "red":
+        return "r"
     if tag == "load":
         return f"a{expr[1]}[o{expr[1]}]"
     if tag == "const":
@@ -146,6 +167,8 @@ def render_kernel(k: Kernel) -> str:
                    "amin": "(t{s} < acc ? t{s} : acc)"}[op].format(s=src)
         clause = {"sum": "+", "amax": "max", "amin": "min"}[op]
         no = k.n_outer
+        if k.column:
+            return "\n".join(lines + _column_reduce(k, acc_t, init, combine) + ["}"])
         outer_total = math.prod(k.dims[:no])
         for d in range(no):
             ind = "  " * (d + 1)
@@ -169,10 +192,44 @@ def render_kernel(k: Kernel) -> str:
             lines.append("  " * (d + 1) + "}")
         oo = [f"i{d} * {k.args[out_arg].strides[d]}" for d in range(no) if k.args[out_arg].strides[d]]
         lines.append(f"{ind}a{out_arg}[{' + '.join(oo) or '0'}] = ({CTYPES[acc_dtype]})acc;")
+        if k.epilogue:
+            lines.append(f"{ind}{{")
+            lines.append(f"{ind}  const {CTYPES[acc_dtype]} r = ({CTYPES[acc_dtype]})acc;")
+            lines += _offsets(k, range(no), ind + "  ")
+            lines += [f"{ind}  const {CTYPES[d]} e{i} = {render_expr(e, d)};" for i, (d, e) in enumerate(k.epilogue)]
+            lines += [f"{ind}  a{ai}[o{ai}] = e{t};" for ai, t in k.epi_stores]
+            lines.append(f"{ind}}}")
         for d in reversed(range(no)):
             lines.append("  " * (d + 1) + "}")
     lines.append("}")
     return "\n".join(lines)
+
+
+def _column_reduce(k: Kernel, acc_t: str, init: str, combine: str) -> list:
+    """A reduction over leading (outer-in-memory) dims: walk memory in order, accumulating a whole
+    row of outputs at a time in a scratch array, so the inner loop stays contiguous."""
+    op, src, out_arg, acc_dtype = k.reduce
+    no, nd = k.n_outer, len(k.dims)
+    kept = math.prod(k.dims[:no])
+    lines = [f"  {acc_t} *accs = ({acc_t} *)malloc(sizeof({acc_t}) * {kept});",
+             f"  for (i64 j = 0; j < {kept}; j++) accs[j] = {init};"]
+    order = list(range(no, nd)) + list(range(no))
+    for depth, d in enumerate(order):
+        ind = "  " * (depth + 1)
+        if depth == nd - 1:
+            lines.append(f"{ind}#pragma omp simd")
+        lines.append(f"{ind}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
+    inner = "  " * (nd + 1)
+    lines += _offsets(k, range(nd), inner)
+    lines += _lets(k, inner)
+    for ai, t in k.stores:
+        lines.append(f"{inner}a{ai}[o{ai}] = t{t};")
+    lines.append(f"{inner}{{ {acc_t} acc = accs[o{out_arg}]; accs[o{out_arg}] = {combine}; }}")
+    for depth in reversed(range(nd)):
+        lines.append("  " * (depth + 1) + "}")
+    lines.append(f"  for (i64 j = 0; j < {kept}; j++) a{out_arg}[j] = ({CTYPES[acc_dtype]})accs[j];")
+    lines.append("  free(accs);")
+    return lines
 
 
 def _lets(k: Kernel, indent: str) -> list:

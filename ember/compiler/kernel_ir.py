@@ -41,7 +41,8 @@ class Arg:
 @dataclass
 class Kernel:
     """A loop nest; see the module docstring. Expressions are tuples:
-    ("load", arg), ("const", value, dtype), ("tmp", k), ("op", name, (args...), attrs)."""
+    ("load", arg), ("const", value, dtype), ("tmp", k), ("etmp", k), ("red",),
+    ("op", name, (args...), attrs, input dtypes)."""
 
     name: str
     dims: tuple
@@ -51,6 +52,9 @@ class Kernel:
     stores: list = field(default_factory=list)  # (arg index, tmp index)
     reduce: tuple | None = None  # (op name, tmp index, arg index, accumulator dtype)
     nodes: list = field(default_factory=list)  # graph node indices it computes
+    column: bool = False  # reduced loops lie outside the kept ones in memory: accumulate rows
+    epilogue: list = field(default_factory=list)  # (dtype, expr) after the reduction; ("red",) is its value
+    epi_stores: list = field(default_factory=list)  # (arg index, epilogue index)
 
     def bytes_moved(self) -> int:
         """Bytes each argument occupies once: what a kernel that reads each input once moves."""

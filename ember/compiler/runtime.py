@@ -131,7 +131,7 @@ class Plan:
         for kind, idx in schedule:
             if kind == "group":
                 grp = groups[idx]
-                members = grp.members + ([grp.reduce] if grp.reduce is not None else [])
+                members = grp.all_nodes()
                 fallback = [op_step(graph, graph.nodes[i]) for i in members]
                 if lib is None:
                     self.steps += fallback

@@ -14,8 +14,10 @@ import shutil
 import subprocess
 import tempfile
 
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off", "-std=c99")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno",
+         "-std=c99")
 COMPILERS = ("cc", "gcc", "clang")
+LIBS = ("-lmvec", "-lm")
 CC_OVERRIDE: str | None = None  # tests set a path here (or "" for "no compiler")
 stats = {"builds": 0, "cache_hits": 0}
 
@@ -64,7 +66,7 @@ def build(source: str) -> ctypes.CDLL:
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(source)
-            proc = subprocess.run([cc, *FLAGS, tmp_c, "-o", tmp_so, "-lm"], capture_output=True, text=True)
+            proc = subprocess.run([cc, *FLAGS, tmp_c, "-o", tmp_so, *LIBS], capture_output=True, text=True)
             if proc.returncode != 0:
                 raise CompileError(f"C compiler {cc} failed on generated kernels:\n{proc.stderr.strip()}\n"
                                    f"--- generated source ---\n{source}")

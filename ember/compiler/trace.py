@@ -16,7 +16,8 @@ import traceback
 
 import numpy as np
 
-from .. import autograd, dtype as dt
+from .. import autograd
+from .. import dtype as dt
 from ..tensor import Tensor
 from .graph import Graph, Node, Ref
 
@@ -82,8 +83,12 @@ def user_frame() -> str:
 class Tracer:
     """Records into `graph` while active; see the module docstring."""
 
-    def __init__(self, fullgraph: bool = False, params: dict | None = None):
+    def __init__(self, fullgraph: bool = False, params: dict | None = None, decompose: bool = True):
         self.graph = Graph()
+        self.decompose = decompose  # composites without saved buffers are recorded as their primitives
+        self.decomposed = 0
+        self.dispatches = 0  # ops `apply` ran eagerly while tracing
+        self._decomposing = False
         self.fullgraph = fullgraph
         self.arr: dict = {}  # id(ndarray) -> value id
         self._keep: list = []  # keeps recorded buffers alive so ids stay unique while tracing
@@ -140,6 +145,19 @@ class Tracer:
     def record(self, op, inputs, attrs, out: Tensor, saved) -> None:
         """Called by `apply` after it ran `op` (the dispatcher's only compiler hook)."""
         if self.paused:
+            return
+        if not self._decomposing:
+            self.dispatches += 1
+        if op.decompose is not None and op.kind == "composite" and not op.saves and self.decompose:
+            # record the primitives instead of the composite's fused eager kernel, so fusion sees them
+            self.decomposed += 1
+            self._decomposing = True
+            try:
+                with autograd.no_grad():
+                    d = op.decompose(*inputs, **attrs)
+            finally:
+                self._decomposing = False
+            self.bind(out._data, self.value_of(d))
             return
         ins = [self.value_of(t) for t in inputs]
         for k, a in attrs.items():

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..kernel_ir import CTYPES, POINTWISE, REDUCTIONS, Arg, Kernel, broadcast_strides, coalesce, \
-    contiguous_strides
+from ..kernel_ir import CTYPES, POINTWISE, REDUCTIONS, Arg, Kernel, broadcast_strides, coalesce, contiguous_strides
 
 
 @dataclass
 class Group:
     shape: tuple
-    members: list = field(default_factory=list)  # node indices, program order
+    members: list = field(default_factory=list)  # node indices, program order (the prologue)
     reduce: int | None = None
     open: bool = True
+    out_shape: tuple | None = None  # the reduction's output shape: what epilogue nodes compute over
+    epilogue: list = field(default_factory=list)  # elementwise nodes applied to the reduced value
+
+    def all_nodes(self) -> list:
+        return self.members + ([self.reduce] if self.reduce is not None else []) + self.epilogue
 
 
 def _fusable(graph, n) -> str | None:
@@ -43,6 +47,26 @@ def _fusable(graph, n) -> str | None:
     return "pointwise"
 
 
+def _reduced_dims(n, nd: int) -> tuple:
+    dims = n.attrs.get("dims")
+    return tuple(range(nd)) if dims is None else tuple(sorted(d % nd for d in dims))
+
+
+def _column(graph, n, shape) -> bool:
+    """Whether reduction node `n` over `shape` reduces only leading dims (a column reduction)."""
+    nd = len(shape)
+    red = _reduced_dims(n, nd)
+    kept = [d for d in range(nd) if d not in red]
+    return bool(red) and bool(kept) and max(red) < min(kept)
+
+
+def _epilogue_ok(graph, grp: Group, n, producer) -> bool:
+    """An epilogue node may read the reduced value, earlier epilogue values and outside values,
+    but not the full-size prologue values (those live on the inner loops)."""
+    inner = set(grp.members)
+    return not any(producer.get(v) in inner for v in n.inputs)
+
+
 def fuse(graph) -> tuple[list, list]:
     """Returns (groups, schedule): schedule items are ("node", i) or ("group", g) in run order."""
     producer = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
@@ -56,7 +80,9 @@ def fuse(graph) -> tuple[list, list]:
             shape = graph.values[n.outs[0]].shape
             cands = [g for g in in_groups if groups[g].open and groups[g].shape == shape
                      and groups[g].reduce is None]
-            target = max(cands) if cands else None
+            epi = [g for g in in_groups if groups[g].open and groups[g].reduce is not None
+                   and groups[g].out_shape == shape and _epilogue_ok(graph, groups[g], n, producer)]
+            target = max(cands + epi) if cands + epi else None
             for g in in_groups:
                 if g != target:
                     groups[g].open = False
@@ -67,7 +93,10 @@ def fuse(graph) -> tuple[list, list]:
             else:  # the group now runs here, at its last member
                 schedule.remove(("group", target))
                 schedule.append(("group", target))
-            groups[target].members.append(i)
+            if groups[target].reduce is not None:
+                groups[target].epilogue.append(i)
+            else:
+                groups[target].members.append(i)
             group_of[i] = target
         elif kind == "reduce":
             shape = graph.values[n.inputs[0]].shape
@@ -84,7 +113,8 @@ def fuse(graph) -> tuple[list, list]:
                 schedule.remove(("group", target))
             schedule.append(("group", target))
             groups[target].reduce = i
-            groups[target].open = False
+            groups[target].out_shape = graph.values[n.outs[0]].shape
+            groups[target].open = not _column(graph, n, shape)  # epilogue nodes may still join
             group_of[i] = target
         else:
             for g in in_groups:
@@ -115,12 +145,11 @@ def lower(graph, groups: list, schedule: list) -> tuple[list, dict]:
 
 def _lower_group(graph, grp: Group, name: str, users, roots, made) -> Kernel:
     vals = graph.values
-    members = set(grp.members) | ({grp.reduce} if grp.reduce is not None else set())
+    members = set(grp.all_nodes())
     nd = len(grp.shape)
     if grp.reduce is not None:
         rn = graph.nodes[grp.reduce]
-        dims_attr = rn.attrs.get("dims")
-        red = tuple(range(nd)) if dims_attr is None else tuple(d % nd for d in dims_attr)
+        red = _reduced_dims(rn, nd)
         order = [d for d in range(nd) if d not in red] + [d for d in range(nd) if d in red]
         n_outer = nd - len(red)
     else:
@@ -166,5 +195,55 @@ def _lower_group(graph, grp: Group, name: str, users, roots, made) -> Kernel:
         cs = contiguous_strides(kept)
         k.args.append(Arg(rn.outs[0], out.dtype, tuple(cs) + (0,) * (nd - n_outer), output=True))
         k.reduce = (rn.name, src[1], len(k.args) - 1, out.dtype)
+        # reducing leading dims of a row-major buffer (bias gradients): walk memory in order
+        k.column = _column(graph, rn, grp.shape)
         made[rn.outs[0]] = tuple(s * out.dtype.itemsize for s in contiguous_strides(out.shape))
+        if grp.epilogue:
+            _lower_epilogue(graph, grp, k, order, n_outer, users, roots, made, members)
     return coalesce(k)
+
+
+def _lower_epilogue(graph, grp, k, order, n_outer, users, roots, made, members) -> None:
+    """Elementwise nodes over the reduced value: evaluated once per output point, after the
+    reduction loop, reading other operands at outer-loop offsets only."""
+    vals = graph.values
+    rn = graph.nodes[grp.reduce]
+    out_shape = grp.out_shape
+    keepdim = len(out_shape) == len(grp.shape)
+    kept = order[:n_outer]
+    nd = len(grp.shape)
+    etmp = {rn.outs[0]: ("red",)}
+    epi_arg: dict = {}
+
+    def loop_strides(elem_strides_out) -> tuple:
+        st = []
+        for j in range(nd):
+            if j >= n_outer:
+                st.append(0)
+            else:
+                d = order[j]
+                st.append(elem_strides_out[d] if keepdim else elem_strides_out[kept.index(d)])
+        return tuple(st)
+
+    def load(vid):
+        if vid in etmp:
+            return etmp[vid]
+        if vid not in epi_arg:
+            v = vals[vid]
+            sb = made.get(vid, v.strides)
+            st = broadcast_strides(v.shape, sb, v.dtype.itemsize, out_shape)
+            epi_arg[vid] = len(k.args)
+            k.args.append(Arg(vid, v.dtype, loop_strides(st)))
+        return ("load", epi_arg[vid])
+
+    cs = contiguous_strides(out_shape)
+    for i in grp.epilogue:
+        n = graph.nodes[i]
+        expr = ("op", n.name, tuple(load(v) for v in n.inputs), n.attrs, tuple(vals[v].dtype for v in n.inputs))
+        out = n.outs[0]
+        k.epilogue.append((vals[out].dtype, expr))
+        etmp[out] = ("etmp", len(k.epilogue) - 1)
+        if out in roots or users.get(out, set()) - members:
+            k.args.append(Arg(out, vals[out].dtype, loop_strides(cs), output=True))
+            k.epi_stores.append((len(k.args) - 1, len(k.epilogue) - 1))
+            made[out] = tuple(s * vals[out].dtype.itemsize for s in cs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Graph
+from ..graph import Graph, _leaves
 from .cse_dce import rename
 
 
@@ -57,6 +57,18 @@ def _reshape_chain(graph, n):
     return None
 
 
+def _copy_unexposed(graph, n):
+    """SSA values are never written in place during a replay, so a copy (the engine's fresh `.grad`
+    buffer) can share its source, unless two results handed to the user would share one buffer."""
+    exposed = {vid for _, vid in graph.grads} | set(_leaves(graph.outputs))
+    src = n.inputs[0]
+    if graph.values[src].source != "node" or src in exposed:
+        return None
+    if n.outs[0] in exposed and graph._copy_sources.get(src, 0) > 1:
+        return None
+    return src
+
+
 RULES = [
     ("mul", _identity_operand(1.0), "x * 1 = x"),
     ("add", _identity_operand(0.0), "x + 0 = x"),
@@ -66,6 +78,7 @@ RULES = [
     ("reshape", _reshape_noop, "reshape to the same shape"),
     ("reshape", _reshape_chain, "reshape of a reshape is one reshape"),
     ("permute", _permute_noop, "identity permutation"),
+    ("copy", _copy_unexposed, "a copy of a value nothing writes is the value"),
 ]
 
 
@@ -74,6 +87,10 @@ def simplify(graph: Graph) -> list:
     fired = []
     mapping: dict = {}
     graph._producer = {}
+    graph._copy_sources = {}
+    for n in graph.nodes:
+        if n.name == "copy":
+            graph._copy_sources[n.inputs[0]] = graph._copy_sources.get(n.inputs[0], 0) + 1
     for n in graph.nodes:
         n.inputs = [mapping.get(v, v) for v in n.inputs]
         for name, rule, reason in RULES:
@@ -88,6 +105,6 @@ def simplify(graph: Graph) -> list:
                     fired.append((reason, n.name))
         for o in n.outs:
             graph._producer[o] = n
-    del graph._producer
+    del graph._producer, graph._copy_sources
     rename(graph, mapping)
     return fired

@@ -1,0 +1,157 @@
+"""ember.compile against ember eager and PyTorch eager, side by side in one run: W1 (MLP training step),
+W3 (GPT training step), a single-token decode-like forward, kernels per W3 step and compile time.
+
+Usage: `python bench/compile.py [--workload mlp|gpt-train|decode|all] [--reps 20] [--repeats 3]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+from common import busy_note, compare, fmt_time, machine_header, spread, table
+from train import N_BATCHES, WORKLOADS, synthetic_batches
+
+import ember
+import ember.nn.functional as F
+from ember import models, optim
+from ember.compiler import toolchain
+
+TITLES = {"mlp": "W1 mlp SGD-m b128", "gpt-train": "W3 gpt-train AdamW b16 T128",
+          "decode": "decode: W3 model, 1 token after a 64-token context"}
+
+
+def build(workload: str, seed: int = 0):
+    """Step functions (ember eager, ember compiled, torch eager) on the same weights and batches."""
+    name, twin, batch, (opt_name, opt_kw), _ = WORKLOADS[workload]
+    ember.manual_seed(seed)
+    torch.manual_seed(seed)
+    variants = {}
+    data = synthetic_batches(workload, batch, np.random.default_rng(seed))
+    for kind in ("ember", "compiled", "torch"):
+        if kind == "torch":
+            model = twin()
+            model.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ref_sd.items()})
+            opt = getattr(torch.optim, opt_name)(model.parameters(), **opt_kw)
+            batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
+            ce = torch.nn.functional.cross_entropy
+        else:
+            ember.manual_seed(seed)
+            model = models.get_model(name)
+            ref_sd = model.state_dict()
+            opt = getattr(optim, opt_name)(model.parameters(), **opt_kw)
+            batches = [(ember.tensor(x), ember.tensor(y)) for x, y in data]
+            ce = F.cross_entropy
+
+        def step(x, y, model=model, opt=opt, ce=ce):
+            opt.zero_grad()
+            logits = model(x)
+            loss = ce(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            loss.backward()
+            opt.step()
+            return loss
+        fn = ember.compile(step) if kind == "compiled" else step
+        variants[kind] = (_cycled(fn, batches), fn)
+    items = batch * (128 if workload == "gpt-train" else 1)
+    return variants, items
+
+
+def _cycled(fn, batches):
+    i = [0]
+
+    def call():
+        x, y = batches[i[0] % N_BATCHES]
+        i[0] += 1
+        return fn(x, y)
+    return call
+
+
+def build_decode(seed: int = 0):
+    """Forward of the W3 model on (1, 64) tokens under no_grad, last position's logits: the
+    per-token work of generation without a KV cache."""
+    ember.manual_seed(seed)
+    model = models.get_model("gpt")
+    model.eval()
+    toks = ember.randint(0, 65, (1, 64))
+
+    def fwd(x):
+        return model(x)[:, -1]
+    cf = ember.compile(fwd)
+
+    def eager():
+        with ember.no_grad():
+            return fwd(toks)
+
+    def compiled():
+        with ember.no_grad():
+            return cf(toks)
+    return {"ember": (eager, fwd), "compiled": (compiled, cf)}, 1
+
+
+def compile_times(workload: str) -> tuple[float, float, dict]:
+    """Seconds for the first call (trace + passes + C build) in a fresh cache, then from the cache."""
+    old = os.environ.get("EMBER_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as d:
+        os.environ["EMBER_CACHE_DIR"] = d
+        try:
+            out = []
+            for _ in range(2):
+                toolchain._loaded.clear()
+                variants, _ = build_decode() if workload == "decode" else build(workload)
+                call, cf = variants["compiled"]
+                t = time.perf_counter()
+                call()
+                out.append(time.perf_counter() - t)
+            report = list(cf.entries.values())[0].report
+        finally:
+            if old is None:
+                os.environ.pop("EMBER_CACHE_DIR", None)
+            else:
+                os.environ["EMBER_CACHE_DIR"] = old
+    return out[0], out[1], report
+
+
+def run(workload: str, reps: int, repeats: int):
+    variants, items = build_decode() if workload == "decode" else build(workload)
+    for call, _ in variants.values():
+        call()  # first call: traces and builds
+    times = compare({k: v[0] for k, v in variants.items()}, reps=reps, repeats=repeats, warmup=3)
+    e, c = times["ember"], times["compiled"]
+    t = times.get("torch")
+    row = [TITLES[workload], f"{items / c.median:,.0f} ({spread(c)})", fmt_time(c.median),
+           fmt_time(e.median), f"{e.median / c.median:.2f}x",
+           fmt_time(t.median) if t else "-", f"{t.median / c.median:.2f}x" if t else "-"]
+    cold, warm, rep = compile_times(workload)
+    s = rep["steps"]
+    note = (f"{workload}: {s['kernels']} fused kernels + {s['library_ops']} library ops + {s['optimizer_steps']} "
+            f"fused optimizer steps per call vs {rep['eager_dispatches']} eager op dispatches "
+            f"({rep['eager_dispatches'] / max(1, s['kernels'] + s['library_ops'] + s['optimizer_steps']):.1f}x "
+            f"fewer); compile {cold:.2f} s cold, {warm:.2f} s from the cache")
+    return row, list(times.values()), note
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workload", choices=["mlp", "gpt-train", "decode", "all"], default="all")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    names = ["mlp", "gpt-train", "decode"] if args.workload == "all" else [args.workload]
+    rows, all_times, notes = [], [], []
+    for w in names:
+        row, times, note = run(w, args.reps, args.repeats)
+        rows.append(row)
+        all_times += times
+        notes.append(note)
+    print(machine_header(torch))
+    print(table("ember.compile (backend='c') against eager, one run",
+                ["workload", "items/s compiled", "compiled", "ember eager", "vs ember", "torch eager",
+                 "vs torch"], rows, notes + busy_note(all_times)))
+
+
+if __name__ == "__main__":
+    main()

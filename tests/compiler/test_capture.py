@@ -1,0 +1,117 @@
+"""Capture and guards: what the tracer records, retracing, graph breaks, value guards."""
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn.functional as F
+from ember.compiler import GraphBreak
+
+
+def _close(a, b, rtol=1e-5):
+    a, b = np.asarray(a.numpy(), np.float64), np.asarray(b.numpy(), np.float64)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(b).max()))
+
+
+def test_same_shape_replays_without_retracing_and_new_shape_retraces():
+    cf = ember.compile(lambda x, y: (x * y + 1).relu().sum(1), backend="numpy")
+    x, y = ember.randn(4, 3), ember.randn(4, 3)
+    for _ in range(3):
+        _close(cf(x, y), (x * y + 1).relu().sum(1))
+    assert cf.traces == 1
+    x2, y2 = ember.randn(5, 3), ember.randn(5, 3)
+    _close(cf(x2, y2), (x2 * y2 + 1).relu().sum(1))
+    assert cf.traces == 2
+    cf(x, y)
+    assert cf.traces == 2
+
+
+def test_replay_reads_new_input_values_and_live_parameters():
+    w = ember.randn(3, 2)
+    cf = ember.compile(lambda x: (x @ w).tanh(), backend="numpy")
+    cf(ember.randn(4, 3))
+    x = ember.randn(4, 3)
+    _close(cf(x), (x @ w).tanh())
+    with ember.no_grad():
+        w.mul_(2.0)  # a parameter changed between calls: replay must read its live buffer
+    _close(cf(x), (x @ w).tanh())
+    assert cf.traces == 1
+
+
+def test_item_is_a_graph_break_with_location_and_eager_fallback():
+    def f(x):
+        s = x.sum().item()
+        return x * s
+
+    cf = ember.compile(f)
+    x = ember.randn(3)
+    with pytest.warns(UserWarning, match=r"graph break at .*test_capture.py:\d+ in f: Tensor.item\(\)"):
+        out = cf(x)
+    _close(out, f(x))
+    x2 = ember.randn(3)
+    _close(cf(x2), f(x2))  # the signature now runs eagerly, with the new values
+    assert "runs eagerly" in cf.explain()
+
+
+def test_fullgraph_turns_a_graph_break_into_an_error():
+    cf = ember.compile(lambda x: x * x.sum().item(), fullgraph=True)
+    with pytest.raises(GraphBreak, match="item"):
+        cf(ember.randn(3))
+
+
+def test_random_draws_inside_the_function_break_the_graph():
+    cf = ember.compile(lambda x: x + ember.randn(3))
+    with pytest.warns(UserWarning, match="random numbers"):
+        cf(ember.randn(3))
+
+
+def test_bool_of_a_tensor_is_a_value_guard_checked_at_replay():
+    def f(x):
+        if bool((x > 10).any()):  # data-dependent branch, specialised at trace time
+            return x * 0
+        return x * 2
+
+    cf = ember.compile(f, backend="numpy")
+    x = ember.randn(4)
+    _close(cf(x), x * 2)
+    big = ember.full((4,), 20.0)
+    _close(cf(big), big * 0)  # the guard fails, the call runs eagerly and takes the other branch
+    assert cf.traces == 1
+
+
+def test_cross_entropy_targets_are_inputs_not_constants():
+    cf = ember.compile(lambda x, y: F.cross_entropy(x, y), backend="numpy")
+    x = ember.randn(6, 4)
+    cf(x, ember.tensor([0, 1, 2, 3, 0, 1]))
+    y2 = ember.tensor([3, 3, 2, 1, 0, 0])
+    _close(cf(x, y2), F.cross_entropy(x, y2))
+
+
+def test_training_mode_is_part_of_the_signature():
+    m = ember.nn.Sequential(ember.nn.Linear(3, 3), ember.nn.Dropout(0.0))
+    cf = ember.compile(m, backend="numpy")
+    x = ember.randn(2, 3)
+    with ember.no_grad():
+        cf(x)
+        m.eval()
+        cf(x)
+    assert cf.traces == 2
+
+
+def test_forward_output_requiring_grad_falls_back_to_eager():
+    lin = ember.nn.Linear(3, 2)
+    cf = ember.compile(lin)
+    with pytest.warns(UserWarning, match="requires grad"):
+        out = cf(ember.randn(4, 3))
+    assert out.requires_grad  # the eager result, still differentiable
+
+
+def test_explain_lists_graph_passes_groups_and_guards():
+    cf = ember.compile(lambda x: (x * 1.0 + 0.0).exp().sum(), backend="numpy")
+    cf(ember.randn(8))
+    text = cf.explain()
+    for part in ("guards", "captured graph", "after simplify", "x * 1 = x", "fusion groups", "per call:",
+                 "Tensor shape=(8,)"):
+        assert part in text, part
+    assert cf.to_dot().startswith("digraph")
