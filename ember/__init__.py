@@ -7,18 +7,57 @@ a compiler, parallel training and inference, each a layer a reader can open and 
 from . import autograd  # noqa: F401  (ember.autograd.grad, .Function, ...)
 from . import dtype as _dtype_mod
 from .autograd import (
-    checkpoint, enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad,
+    checkpoint,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
     set_grad_enabled,
 )
+from .compiler import compile  # noqa: E402,A004  (ember.compile)
 from .creation import (
-    arange, as_tensor, bernoulli, empty, empty_like, eye, from_numpy, full, full_like, linspace, normal,
-    ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like, randperm, tensor, uniform,
-    zeros, zeros_like,
+    arange,
+    as_tensor,
+    bernoulli,
+    empty,
+    empty_like,
+    eye,
+    from_numpy,
+    full,
+    full_like,
+    linspace,
+    normal,
+    ones,
+    ones_like,
+    rand,
+    rand_like,
+    randint,
+    randint_like,
+    randn,
+    randn_like,
+    randperm,
+    tensor,
+    uniform,
+    zeros,
+    zeros_like,
 )
 from .devices import Device, device
 from .dtype import (
-    DType, bfloat16, float16, float32, float64, get_default_dtype, int8, int16, int32, int64,
-    promote_types, result_type, set_default_dtype, uint8,
+    DType,
+    bfloat16,
+    float16,
+    float32,
+    float64,
+    get_default_dtype,
+    int8,
+    int16,
+    int32,
+    int64,
+    promote_types,
+    result_type,
+    set_default_dtype,
+    uint8,
 )
 from .errors import AutogradError, DeviceError, DTypeError, EmberError, IndexingError, ShapeError
 from .io import load, save
@@ -26,7 +65,6 @@ from .ops import *  # noqa: F401,F403
 from .ops import elementwise as _e
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .tensor import Tensor
-from .compiler import compile  # noqa: E402,A004  (ember.compile)
 
 bool = _dtype_mod.bool_  # noqa: A001  (torch.bool)
 float = float32  # noqa: A001

@@ -21,8 +21,8 @@ from .indexing import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
 from .movement import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
-from .sort import argsort, sort, topk  # noqa: F401
 from .registry import REGISTRY, Op, get_op, register  # noqa: F401
+from .sort import argsort, sort, topk  # noqa: F401
 
 
 def _inplace(self: Tensor, fn, *args, **kwargs) -> Tensor:
@@ -152,7 +152,8 @@ def _bind() -> None:
         # reductions
         "sum": R.sum, "mean": R.mean, "prod": R.prod, "max": R.max, "min": R.min, "amax": R.amax,
         "amin": R.amin, "argmax": R.argmax, "argmin": R.argmin, "var": R.var, "std": R.std,
-        "logsumexp": R.logsumexp, "sort": _sort.sort, "argsort": _sort.argsort, "topk": _sort.topk, "cumsum": R.cumsum, "all": R.all, "any": R.any,
+        "logsumexp": R.logsumexp, "cumsum": R.cumsum, "all": R.all, "any": R.any,
+        "sort": _sort.sort, "argsort": _sort.argsort, "topk": _sort.topk,
         # movement and indexing
         "reshape": M.reshape, "view": M.view, "permute": M.permute, "transpose": M.transpose, "t": M.t,
         "expand": M.expand, "expand_as": M.expand_as, "broadcast_to": M.broadcast_to,
