@@ -87,34 +87,34 @@ def kernel_step(graph, k, lib, fallback, made):
     fn = getattr(lib, k.name)
     fn.argtypes = [ctypes.POINTER(_c_void_p)]
     fn.restype = None
-    ins, outs = [], []
+    plan = []  # per argument, in the kernel's order: (vid, expected byte strides) or (vid, shape, dtype)
     for a in k.args:
         v = graph.values[a.vid]
         if a.output:
-            outs.append((a.vid, v.shape, v.dtype.np))
+            plan.append((True, a.vid, v.shape, v.dtype.np))
         else:
             sb = made.get(a.vid, v.strides)
             if sb is None:
                 sb = tuple(s * v.dtype.itemsize for s in contiguous_strides(v.shape))
-            ins.append((a.vid, sb))
-    n_args = len(k.args)
-    arr_t = _c_void_p * n_args
+            plan.append((False, a.vid, sb, None))
+    arr_t = _c_void_p * len(k.args)
     stats = {"calls": 0, "fallbacks": 0}
 
     def run_kernel(env):
         ptrs = []
-        for vid, sb in ins:
+        for is_out, vid, x, npd in plan:
+            if is_out:
+                o = np.empty(x, npd)
+                ptrs.append(_ptr(o))
+                env[vid] = o
+                continue
             a = env[vid]
-            if a.strides != sb:
+            if a.strides != x:
                 stats["fallbacks"] += 1
                 for f in fallback:
                     f(env)
                 return
             ptrs.append(_ptr(a))
-        for vid, shape, npd in outs:
-            o = np.empty(shape, npd)
-            env[vid] = o
-            ptrs.append(_ptr(o))
         stats["calls"] += 1
         fn(arr_t(*ptrs))
     run_kernel.stats = stats
