@@ -105,7 +105,11 @@ def render_expr(expr, out_dtype) -> str:
     if name == "relu":
         return f"(({a[0]} > 0 || {a[0]} != {a[0]}) ? {a[0]} : {_lit(0.0, T)})"
     if name in ("logical_not", "bitwise_not"):
-        return f"(!{a[0]})"
+        return f"(!{a[0]})" if name == "logical_not" or T is dt.bool_ else f"(~{a[0]})"
+    if name in ("logical_and", "logical_or"):
+        return f"({a[0]} {'&&' if name == 'logical_and' else '||'} {a[1]})"
+    if name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+        return f"({a[0]} {'&|^'[('bitwise_and', 'bitwise_or', 'bitwise_xor').index(name)]} {a[1]})"
     if name == "clamp":
         x = a[0]
         if attrs.get("min") is not None:

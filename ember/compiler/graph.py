@@ -35,6 +35,7 @@ class Node:
     inputs: list
     attrs: dict
     outs: list
+    n_attr_inputs: int = 0  # the last inputs are buffers the op takes inside attrs (AttrRef)
 
     @property
     def name(self) -> str:
@@ -56,6 +57,7 @@ class Graph:
     writebacks: list = field(default_factory=list)  # (getter, value id)
     grads: list = field(default_factory=list)  # (param tensor, value id or None): final .grad
     outputs: object = None  # the function's result with each Tensor replaced by a Ref
+    aliases: dict = field(default_factory=dict)  # value id -> input value ids its buffer shared when traced
 
     def new_value(self, shape, dtype, source: str) -> int:
         vid = len(self.values)
@@ -73,8 +75,9 @@ class Graph:
         return out
 
     def copy(self) -> Graph:
-        g = Graph(dict(self.values), [Node(n.op, list(n.inputs), dict(n.attrs), list(n.outs)) for n in self.nodes],
-                  dict(self.externals), list(self.writebacks), list(self.grads), self.outputs)
+        g = Graph(dict(self.values), [Node(n.op, list(n.inputs), dict(n.attrs), list(n.outs), n.n_attr_inputs)
+                                      for n in self.nodes],
+                  dict(self.externals), list(self.writebacks), list(self.grads), self.outputs, dict(self.aliases))
         return g
 
     def format(self) -> str:
@@ -121,6 +124,17 @@ class Graph:
                 lines.append(f"  {src} -> n{i};")
         lines.append("}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class AttrRef:
+    """An array inside an op's attributes that is a traced value (index tensors of x[idx]):
+    input number `n_real + index` of its node, substituted at replay."""
+
+    index: int
+
+    def __repr__(self) -> str:
+        return f"<input +{self.index}>"
 
 
 @dataclass(frozen=True)

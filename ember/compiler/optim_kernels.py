@@ -60,7 +60,11 @@ def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
             state = opt.state.get(p)
             if not state:
                 state = opt.state[p] = {"step": 0, "exp_avg": zeros_like(p), "exp_avg_sq": zeros_like(p)}
+            for key in ("exp_avg", "exp_avg_sq"):  # eager steps leave them in the gradient's layout
+                if not state[key]._data.flags.c_contiguous:
+                    state[key] = Tensor._make(np.ascontiguousarray(state[key]._data), p.dtype, p.device)
             m, v = state["exp_avg"], state["exp_avg_sq"]
+            g = np.ascontiguousarray(g)  # a weight's gradient is often a transposed matmul result
             bufs = (p._data, g, m._data, v._data)
             if not all(b.flags.c_contiguous and b.dtype == p._data.dtype for b in bufs) or \
                     p._data.dtype not in (np.float32, np.float64):

@@ -14,7 +14,7 @@ import ctypes
 import numpy as np
 
 from ..tensor import Tensor
-from .graph import Ref
+from .graph import AttrRef, Ref, _leaves
 from .kernel_ir import contiguous_strides
 from .optim_kernels import run_optimizer_step
 from .trace import InputGetter
@@ -26,13 +26,23 @@ class GuardFailed(Exception):
     """A value guard (a traced `bool(tensor)`) saw a different value: the call must run eagerly."""
 
 
+def _empty(shape, npd, order=None):
+    """An uninitialised buffer of `shape` laid out row-major in dim order `order`."""
+    if order is None or list(order) == sorted(order):
+        return np.empty(shape, npd)
+    inv = [0] * len(order)
+    for i, d in enumerate(order):
+        inv[d] = i
+    return np.empty([shape[d] for d in order], npd).transpose(inv)
+
+
 def _ptr(a) -> int:
     return a.__array_interface__["data"][0]
 
 
 def op_step(graph, n):
     """A closure running node `n` through its registry kernel, as `apply` does."""
-    op, ins, attrs, outs = n.op, list(n.inputs), n.attrs, list(n.outs)
+    op, ins, static, outs = n.op, list(n.inputs), n.attrs, list(n.outs)
     out_dtype = graph.values[outs[0]].dtype
     npd = out_dtype.np
     low = bool(op.upcast and out_dtype.is_low_precision)
@@ -40,8 +50,22 @@ def op_step(graph, n):
     fwd, saves = op.forward, op.saves
     o0 = outs[0]
     o1 = outs[1] if len(outs) > 1 else None
+    if n.n_attr_inputs:
+        refs = ins[len(ins) - n.n_attr_inputs:]
+        ins = ins[:len(ins) - n.n_attr_inputs]
+        is_float = is_float[:len(ins)]
+
+        def resolve(a, env):
+            if isinstance(a, AttrRef):
+                return env[refs[a.index]]
+            if isinstance(a, (tuple, list)):
+                return type(a)(resolve(x, env) for x in a)
+            return a
+
+    n_refs = n.n_attr_inputs
 
     def step(env):
+        attrs = {k: resolve(a, env) for k, a in static.items()} if n_refs else static
         bufs = [env[i] for i in ins]
         if low:
             bufs = [b.astype("float32") if f else b for b, f in zip(bufs, is_float)]
@@ -81,16 +105,23 @@ def special_step(graph, n, lib):
     raise NotImplementedError(f"runtime: unknown special node {n.op!r}")
 
 
-def kernel_step(graph, k, lib, fallback, made):
+def kernel_step(graph, k, lib, fallback, made, persistent=frozenset(), stable=frozenset()):
     """A closure calling fused kernel `k`; if an input's layout differs from the one the kernel was
     generated for, it runs the group's nodes through their registry kernels instead."""
     fn = getattr(lib, k.name)
     fn.argtypes = [ctypes.POINTER(_c_void_p)]
     fn.restype = None
-    plan = []  # per argument, in the kernel's order: (vid, expected byte strides) or (vid, shape, dtype)
+    # per argument, in the kernel's order: (False, vid, expected byte strides, None) for inputs,
+    # (True, vid, shape, dtype) for fresh outputs, (True, vid, buffer, address) for persistent ones
+    plan = []
     for a in k.args:
         v = graph.values[a.vid]
-        if a.output:
+        if a.output and a.vid in persistent:  # allocated once, reused by every call
+            buf = _empty(v.shape, v.dtype.np, a.order)
+            plan.append((True, a.vid, buf, _ptr(buf)))
+        elif a.output and a.order is not None and list(a.order) != sorted(a.order):
+            plan.append((True, a.vid, (v.shape, a.order), v.dtype.np))
+        elif a.output:
             plan.append((True, a.vid, v.shape, v.dtype.np))
         else:
             sb = made.get(a.vid, v.strides)
@@ -99,26 +130,56 @@ def kernel_step(graph, k, lib, fallback, made):
             plan.append((False, a.vid, sb, None))
     arr_t = _c_void_p * len(k.args)
     stats = {"calls": 0, "fallbacks": 0}
+    seen: dict = {}  # input value -> the buffer it had last call and its address (stable values only)
+    seen_ptr: dict = {}
 
     def run_kernel(env):
         ptrs = []
         for is_out, vid, x, npd in plan:
             if is_out:
-                o = np.empty(x, npd)
-                ptrs.append(_ptr(o))
+                if x.__class__ is tuple:
+                    o = np.empty(x, npd) if not x or x[0].__class__ is int else _empty(x[0], npd, x[1])
+                    ptrs.append(_ptr(o))
+                else:  # a persistent buffer and its address
+                    o = x
+                    ptrs.append(npd)
                 env[vid] = o
                 continue
             a = env[vid]
+            if a is seen.get(vid):  # the same buffer as last call (persistent, a parameter)
+                ptrs.append(seen_ptr[vid])
+                continue
             if a.strides != x:
                 stats["fallbacks"] += 1
                 for f in fallback:
                     f(env)
                 return
-            ptrs.append(_ptr(a))
+            p = _ptr(a)
+            ptrs.append(p)
+            if vid in stable:
+                seen[vid], seen_ptr[vid] = a, p
         stats["calls"] += 1
         fn(arr_t(*ptrs))
     run_kernel.stats = stats
     return run_kernel
+
+
+def internal_values(graph, lib) -> set:
+    """Values no one can hold after a call returns: their kernels may write into buffers allocated
+    once. Everything handed out (outputs, final gradients, gradients given to an optimizer's own
+    eager step) and every buffer such a value was a view of stays freshly allocated."""
+    from .optim_kernels import _fusable_adam
+    exposed = set(_leaves(graph.outputs)) | {vid for _, vid in graph.grads if vid is not None}
+    for n in graph.nodes:
+        if n.name == "optimizer_step" and not (lib is not None and _fusable_adam(n.attrs["optimizer"])):
+            exposed |= set(n.inputs)  # an eager step may keep a gradient (in its state)
+    stack = list(exposed)
+    while stack:
+        for src in graph.aliases.get(stack.pop(), ()):
+            if src not in exposed:
+                exposed.add(src)
+                stack.append(src)
+    return {vid for vid in graph.values if vid not in exposed}
 
 
 class Plan:
@@ -128,6 +189,9 @@ class Plan:
         self.graph = graph
         self.steps = []
         self.kernel_steps = []
+        persistent = internal_values(graph, lib)
+        # buffers likely to be the same object next call: persistent ones, parameters, constants
+        stable = persistent | {vid for vid, g in graph.externals.items() if not isinstance(g, InputGetter)}
         for kind, idx in schedule:
             if kind == "group":
                 grp = groups[idx]
@@ -136,7 +200,7 @@ class Plan:
                 if lib is None:
                     self.steps += fallback
                 else:
-                    s = kernel_step(graph, kernels[idx], lib, fallback, made)
+                    s = kernel_step(graph, kernels[idx], lib, fallback, made, persistent, stable)
                     self.steps.append(s)
                     self.kernel_steps.append(s)
             else:

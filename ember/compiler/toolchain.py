@@ -76,6 +76,9 @@ def build(source: str) -> ctypes.CDLL:
             for p in (tmp_c, tmp_so):
                 if os.path.exists(p):
                     os.remove(p)
+    # OpenMP threads that spin while idle steal the cores NumPy's BLAS and other processes need;
+    # libgomp reads this when the first kernel library loads it (an explicit setting wins)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     lib = ctypes.CDLL(path)
     _loaded[path] = lib
     return lib

@@ -19,7 +19,7 @@ import numpy as np
 from .. import autograd
 from .. import dtype as dt
 from ..tensor import Tensor
-from .graph import Graph, Node, Ref
+from .graph import AttrRef, Graph, Node, Ref
 
 
 class GraphBreak(Exception):
@@ -109,6 +109,8 @@ class Tracer:
         self._keep.append(buf)
 
     def add_input(self, t: Tensor, index: int) -> int:
+        if id(t._data) in self.arr:  # the same tensor passed twice (the signature records it)
+            return self.arr[id(t._data)]
         vid = self.graph.new_value(t.shape, t.dtype, "input")
         self.graph.externals[vid] = InputGetter(index)
         self.ext_arrays[vid] = t._data
@@ -160,12 +162,10 @@ class Tracer:
             self.bind(out._data, self.value_of(d))
             return
         ins = [self.value_of(t) for t in inputs]
-        for k, a in attrs.items():
-            if isinstance(a, np.ndarray) and id(a) in self.arr:
-                self.brk(f"op {op.name} takes a traced buffer as attribute {k!r} (a data-dependent attribute)")
-                return
+        refs: list = []
+        attrs = {k: self._lift_attr(a, refs) for k, a in attrs.items()}
         vid = self.graph.new_value(out.shape, out.dtype, "node")
-        node = Node(op, ins, dict(attrs), [vid])
+        node = Node(op, ins + refs, attrs, [vid], len(refs))
         if saved is not None:
             if not isinstance(saved, np.ndarray):
                 self.brk(f"op {op.name} saves a non-array for backward")
@@ -175,6 +175,18 @@ class Tracer:
             self.bind(saved, sid)
         self.graph.nodes.append(node)
         self.bind(out._data, vid)
+        shared = [i for i, t in zip(ins, inputs) if np.may_share_memory(out._data, t._data)]
+        if shared:  # a view (or the input itself): whoever holds the output holds the input's buffer
+            self.graph.aliases[vid] = shared
+
+    def _lift_attr(self, a, refs: list):
+        """Traced buffers inside attributes (x[idx] passes idx's buffer in `key`) become AttrRefs."""
+        if isinstance(a, np.ndarray) and id(a) in self.arr:
+            refs.append(self.arr[id(a)])
+            return AttrRef(len(refs) - 1)
+        if isinstance(a, (tuple, list)) and any(isinstance(x, np.ndarray) for x in a):
+            return type(a)(self._lift_attr(x, refs) for x in a)
+        return a
 
     def brk(self, why: str) -> None:
         """A graph break: error under fullgraph, else remember it and stop recording."""

@@ -88,6 +88,16 @@ def test_cross_entropy_targets_are_inputs_not_constants():
     _close(cf(x, y2), F.cross_entropy(x, y2))
 
 
+def test_index_tensors_inside_op_attributes_are_read_at_replay():
+    """x[idx] passes idx's buffer inside the op's attributes: it must not be baked in."""
+    table = ember.randn(10, 3)
+    cf = ember.compile(lambda idx: ember.nn.functional.embedding(idx, table) * 2, backend="numpy")
+    cf(ember.tensor([[1, 2], [3, 4]]))
+    idx = ember.tensor([[9, 0], [5, 5]])
+    _close(cf(idx), ember.nn.functional.embedding(idx, table) * 2)
+    assert cf.traces == 1
+
+
 def test_training_mode_is_part_of_the_signature():
     m = ember.nn.Sequential(ember.nn.Linear(3, 3), ember.nn.Dropout(0.0))
     cf = ember.compile(m, backend="numpy")
@@ -115,3 +125,34 @@ def test_explain_lists_graph_passes_groups_and_guards():
                  "Tensor shape=(8,)"):
         assert part in text, part
     assert cf.to_dot().startswith("digraph")
+
+
+def test_the_same_tensor_passed_twice_is_part_of_the_signature():
+    cf = ember.compile(lambda a, b: a * 2 + b, backend="numpy")
+    x, y = ember.randn(3), ember.randn(3)
+    _close(cf(x, x), x * 2 + x)
+    _close(cf(x, y), x * 2 + y)
+    assert cf.traces == 2
+
+
+def test_zero_grad_without_set_to_none_and_gradient_accumulation():
+    from ember import optim
+    results = []
+    for compiled in (False, True):
+        ember.manual_seed(0)
+        lin = ember.nn.Linear(4, 3)
+        opt = optim.SGD(lin.parameters(), lr=0.1)
+
+        def step(x, lin=lin, opt=opt):
+            opt.zero_grad(set_to_none=False)
+            lin(x).square().sum().backward()
+            lin(x * 2).sum().backward()  # a second backward accumulates into .grad in place
+            opt.step()
+            return lin.weight.grad.sum()
+
+        fn = ember.compile(step) if compiled else step
+        xs = [ember.randn(5, 4) for _ in range(3)]
+        outs = [fn(x) for x in xs + xs]
+        results.append(([o.numpy().copy() for o in outs], lin.weight.detach().numpy().copy()))
+    for a, b in zip(results[0][0] + [results[0][1]], results[1][0] + [results[1][1]]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -54,3 +54,27 @@ def test_compressed_ddp_trains_and_bad_combinations_fail_in_one_line(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip() == "ember train: error: --compress works with --ddp (a DDP communication hook), " \
                                "not with --zero"
+
+
+W3 = ["--model", "gpt", "--data", "shakespeare", "--data-dir", DATA, "--steps", "300", "--batch-size", "16",
+      "--no-progress", "--eval-every", "0", "--eval-batches", "20", "--sample-tokens", "0", "--lr", "1e-3"]
+
+
+def _val_loss(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [r for r in map(json.loads, f) if r["split"] == "val"][-1]["val_loss"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["fp16", "powersgd:4", "topk:0.1"])
+def test_w3_with_compression_ends_within_2_percent_of_uncompressed(tmp_path, spec):
+    """BENCHMARKS.md D7: the W3 GPT on Tiny Shakespeare, 2 ranks, 300 steps."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    runs = {}
+    for name, extra in (("dense", []), ("compressed", ["--compress", spec])):
+        out = tmp_path / name
+        cmd = command(2, ["ember", "train", *W3, "--out", str(out), "--ddp", *extra], module=True)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=3000, env=env)
+        assert p.returncode == 0, p.stderr[-2000:]
+        runs[name] = _val_loss(out)
+    assert runs["compressed"] <= 1.02 * runs["dense"], runs

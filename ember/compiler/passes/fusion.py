@@ -30,7 +30,7 @@ class Group:
 def _fusable(graph, n) -> str | None:
     if n.kind == "special" or n.name not in POINTWISE and n.name not in REDUCTIONS:
         return None
-    if len(n.outs) != 1:
+    if len(n.outs) != 1 or n.n_attr_inputs:
         return None
     out = graph.values[n.outs[0]]
     if out.dtype not in CTYPES or any(graph.values[i].dtype not in CTYPES for i in n.inputs):
@@ -143,6 +143,33 @@ def lower(graph, groups: list, schedule: list) -> tuple[list, dict]:
     return kernels, made
 
 
+def layout_strides(shape, order) -> tuple:
+    """Element strides of a buffer of `shape` laid out row-major in dim order `order`."""
+    st = [0] * len(shape)
+    acc = 1
+    for d in reversed(order):
+        st[d] = acc
+        acc *= shape[d]
+    return tuple(st)
+
+
+def _memory_order(graph, grp: Group, made) -> list:
+    """Loop order for an elementwise group: the memory order of its first full-size operand, so a
+    permuted input (a conv output seen as (N, C, HW)) is read contiguously, as NumPy would."""
+    nd = len(grp.shape)
+    inside = {o for i in grp.members for o in graph.nodes[i].outs}
+    for i in grp.members:
+        for v in graph.nodes[i].inputs:
+            val = graph.values[v]
+            if v in inside or val.shape != grp.shape:
+                continue
+            sb = made.get(v, val.strides)
+            if sb is None or any(s <= 0 for s in sb):
+                continue
+            return sorted(range(nd), key=lambda d: -sb[d])
+    return list(range(nd))
+
+
 def _lower_group(graph, grp: Group, name: str, users, roots, made) -> Kernel:
     vals = graph.values
     members = set(grp.all_nodes())
@@ -153,7 +180,7 @@ def _lower_group(graph, grp: Group, name: str, users, roots, made) -> Kernel:
         order = [d for d in range(nd) if d not in red] + [d for d in range(nd) if d in red]
         n_outer = nd - len(red)
     else:
-        order, n_outer = list(range(nd)), nd
+        order, n_outer = _memory_order(graph, grp, made), nd
     dims = tuple(grp.shape[d] for d in order)
     k = Kernel(name, dims, n_outer, nodes=sorted(members))
     arg_of: dict = {}
@@ -180,10 +207,12 @@ def _lower_group(graph, grp: Group, name: str, users, roots, made) -> Kernel:
     for i in grp.members:
         out = graph.nodes[i].outs[0]
         if out in roots or users.get(out, set()) - members:
-            cs = contiguous_strides(grp.shape)
-            k.args.append(Arg(out, vals[out].dtype, tuple(cs[d] for d in order), output=True))
+            # outputs follow the loop order (as NumPy's ufuncs keep their input's layout)
+            cs = layout_strides(grp.shape, order if grp.reduce is None else range(nd))
+            k.args.append(Arg(out, vals[out].dtype, tuple(cs[d] for d in order), output=True,
+                              order=tuple(order) if grp.reduce is None else None))
             k.stores.append((len(k.args) - 1, tmp_of[out]))
-            made[out] = tuple(s * vals[out].dtype.itemsize for s in contiguous_strides(grp.shape))
+            made[out] = tuple(s * vals[out].dtype.itemsize for s in cs)
     if grp.reduce is not None:
         rn = graph.nodes[grp.reduce]
         src = load(rn.inputs[0])

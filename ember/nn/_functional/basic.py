@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+from ... import amp as _amp
 from ... import creation
 from ... import dtype as dt
 from ...autograd import no_grad
@@ -95,16 +96,19 @@ def _legacy_dim(op: str, ndim: int) -> int:
     return 0 if ndim in (0, 1, 3) else 1
 
 
+@_amp.float32_inputs
 def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """exp(x) / sum(exp(x)) along dim (input cast to dtype first if given); shape unchanged."""
     return _nnops.softmax(input, _legacy_dim("softmax", input.ndim) if dim is None else dim, dtype)
 
 
+@_amp.float32_inputs
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """log(softmax(x)) along dim, computed stably; shape unchanged."""
     return _nnops.log_softmax(input, _legacy_dim("log_softmax", input.ndim) if dim is None else dim, dtype)
 
 
+@_amp.float32_inputs
 def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     """softmax(-x) along dim."""
     return _nnops.softmax(-input, _legacy_dim("softmin", input.ndim) if dim is None else dim, dtype)

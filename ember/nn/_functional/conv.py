@@ -8,6 +8,7 @@ GEMM then col2im (`fold`). Every product goes through ember.ops.linalg.matmul, s
 
 from __future__ import annotations
 
+from ... import amp as _amp
 from ...errors import ShapeError, fmt_shape
 from ...ops import linalg as _linalg
 from ...ops import nn as _nnops
@@ -20,6 +21,7 @@ def _matmul(a: Tensor, b: Tensor) -> Tensor:
     return _linalg.matmul(a, b)  # looked up at call time so a wrapped matmul (autocast) is used
 
 
+@_amp.low_precision_inputs
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = input @ weight.T + bias.  input (*, in), weight (out, in), bias (out,) -> (*, out)."""
     if weight.ndim != 2:
@@ -119,6 +121,7 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, op):
     return out.reshape(N, L, O).permute(0, 2, 1).reshape(N, O, oh, ow)
 
 
+@_amp.low_precision_inputs
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
     """2-D cross-correlation.  input (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW), bias (C_out,)
@@ -127,6 +130,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     return _conv2d(input, weight, bias, stride, padding, dilation, groups, "conv2d")
 
 
+@_amp.low_precision_inputs
 def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
            groups: int = 1) -> Tensor:
     """1-D cross-correlation.  input (N, C_in, L), weight (C_out, C_in/groups, k) -> (N, C_out, L_out)."""
@@ -173,6 +177,7 @@ def _conv_transpose2d(input, weight, bias, stride, padding, output_padding, grou
     return out
 
 
+@_amp.low_precision_inputs
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """Transposed 2-D convolution (the gradient of conv2d w.r.t. its input).
@@ -185,6 +190,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                              "conv_transpose2d")
 
 
+@_amp.low_precision_inputs
 def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     """Transposed 1-D convolution.  input (N, C_in, L), weight (C_in, C_out/groups, k)

@@ -6,6 +6,7 @@ targets that are not ignored.
 
 from __future__ import annotations
 
+from ... import amp as _amp
 from ... import dtype as dt
 from ...errors import DTypeError, IndexingError, ShapeError, fmt_shape
 from ...ops import elementwise as _E
@@ -61,6 +62,7 @@ def _weighted_reduce(loss: Tensor, w: Tensor, reduction: str) -> Tensor:
     return loss.sum() / w.sum()
 
 
+@_amp.float32_inputs
 def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
              ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices.  input (N, C, *) log-probabilities, target (N, *)
@@ -72,6 +74,7 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     return out.squeeze(0) if unbatched and reduction == "none" else out
 
 
+@_amp.float32_inputs
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
                   ignore_index: int = -100, reduce=None, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
@@ -111,6 +114,7 @@ def _pointwise(op: str, input: Tensor, target: Tensor):
     return input, target
 
 
+@_amp.float32_inputs
 def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
              weight: Tensor | None = None) -> Tensor:
     """(input - target)^2, reduced; shapes broadcast.  `weight` (broadcastable) scales each element."""
@@ -121,6 +125,7 @@ def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, redu
     return reduce_loss(loss if weight is None else loss * weight, reduction)
 
 
+@_amp.float32_inputs
 def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
             weight: Tensor | None = None) -> Tensor:
     """|input - target|, reduced; shapes broadcast."""
@@ -130,6 +135,7 @@ def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduc
     return reduce_loss(loss if weight is None else loss * weight, reduction)
 
 
+@_amp.float32_inputs
 def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
                    beta: float = 1.0) -> Tensor:
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target)."""
@@ -140,6 +146,7 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None
     return reduce_loss(_E.where(d < beta, d * d * (0.5 / beta), d - 0.5 * beta), reduction)
 
 
+@_amp.float32_inputs
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
                          reduce=None, reduction: str = "mean") -> Tensor:
     """-(t log(p) + (1 - t) log(1 - p)) for probabilities p = input (logs clamped at -100, as torch)."""
@@ -155,6 +162,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     return reduce_loss(loss if weight is None else loss * weight, reduction)
 
 
+@_amp.float32_inputs
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
                                      size_average=None, reduce=None, reduction: str = "mean",
                                      pos_weight: Tensor | None = None) -> Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from ... import amp as _amp
 from ...autograd import no_grad
 from ...errors import ShapeError, fmt_shape
 from ...ops import nn as _nnops
@@ -34,6 +35,7 @@ def _affine(op: str, y: Tensor, weight, bias, shape) -> Tensor:
     return y
 
 
+@_amp.float32_inputs
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalise over the trailing `normalized_shape` dims (biased variance), then scale and shift.
@@ -42,6 +44,7 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
     return _affine("layer_norm", _nnops.layer_norm(input, len(shape), eps), weight, bias, shape)
 
 
+@_amp.float32_inputs
 def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
              eps: float | None = None) -> Tensor:
     """x / sqrt(mean(x^2) + eps) over the trailing dims, times weight.  eps=None: the compute dtype's eps."""
@@ -49,6 +52,7 @@ def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
     return _affine("rms_norm", _nnops.rms_norm(input, len(shape), eps), weight, None, shape)
 
 
+@_amp.float32_inputs
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalise each group of C/num_groups channels over (channels, *spatial).  (N, C, *) -> same."""
@@ -69,6 +73,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
     return y
 
 
+@_amp.float32_inputs
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
