@@ -191,7 +191,8 @@ class CompiledFunction:
                        f"{rep['eager_dispatches']} eager op dispatches: {launches} passes over memory, "
                        f"{rep['eager_dispatches'] / max(launches, 1):.1f}x fewer")
             mem = rep["memory"]
-            out.append(f"memory: plan peak {mem['plan_peak']} B of intermediates, eager allocates "
+            kept = f", {e.plan.persistent_bytes} B of them in buffers kept between calls" if e.plan else ""
+            out.append(f"memory: plan peak {mem['plan_peak']} B of intermediates{kept}; eager allocates "
                        f"{mem['eager_total']} B in total")
             out.append(f"compile: {rep.get('compile_s', 0):.3f} s (trace {rep.get('trace_s', 0):.3f} s, build "
                        f"{rep.get('build_s', 0):.3f} s)")

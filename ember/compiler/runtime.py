@@ -17,6 +17,7 @@ from ..tensor import Tensor
 from .graph import AttrRef, Ref, _leaves
 from .kernel_ir import contiguous_strides
 from .optim_kernels import run_optimizer_step
+from .passes.memory import assign_buffers
 from .trace import InputGetter
 
 _c_void_p = ctypes.c_void_p
@@ -105,7 +106,7 @@ def special_step(graph, n, lib):
     raise NotImplementedError(f"runtime: unknown special node {n.op!r}")
 
 
-def kernel_step(graph, k, lib, fallback, made, persistent=frozenset(), stable=frozenset()):
+def kernel_step(graph, k, lib, fallback, made, persistent=None, stable=frozenset()):
     """A closure calling fused kernel `k`; if an input's layout differs from the one the kernel was
     generated for, it runs the group's nodes through their registry kernels instead."""
     fn = getattr(lib, k.name)
@@ -114,10 +115,11 @@ def kernel_step(graph, k, lib, fallback, made, persistent=frozenset(), stable=fr
     # per argument, in the kernel's order: (False, vid, expected byte strides, None) for inputs,
     # (True, vid, shape, dtype) for fresh outputs, (True, vid, buffer, address) for persistent ones
     plan = []
+    persistent = persistent or {}
     for a in k.args:
         v = graph.values[a.vid]
         if a.output and a.vid in persistent:  # allocated once, reused by every call
-            buf = _empty(v.shape, v.dtype.np, a.order)
+            buf = persistent[a.vid]
             plan.append((True, a.vid, buf, _ptr(buf)))
         elif a.output and a.order is not None and list(a.order) != sorted(a.order):
             plan.append((True, a.vid, (v.shape, a.order), v.dtype.np))
@@ -189,9 +191,19 @@ class Plan:
         self.graph = graph
         self.steps = []
         self.kernel_steps = []
-        persistent = internal_values(graph, lib)
+        internal = internal_values(graph, lib)
+        kernels = kernels or {}
+        slot_of = assign_buffers(graph, schedule, kernels, internal)
+        slots: dict = {}
+        persistent = {}  # value id -> its (possibly shared) buffer
+        for vid, sid in slot_of.items():
+            if sid not in slots:
+                a = next(a for k in kernels.values() for a in k.args if a.output and a.vid == vid)
+                slots[sid] = _empty(graph.values[vid].shape, graph.values[vid].dtype.np, a.order)
+            persistent[vid] = slots[sid]
+        self.persistent_bytes = sum(b.nbytes for b in slots.values())
         # buffers likely to be the same object next call: persistent ones, parameters, constants
-        stable = persistent | {vid for vid, g in graph.externals.items() if not isinstance(g, InputGetter)}
+        stable = internal | {vid for vid, g in graph.externals.items() if not isinstance(g, InputGetter)}
         for kind, idx in schedule:
             if kind == "group":
                 grp = groups[idx]

@@ -174,3 +174,20 @@ def test_elementwise_on_a_permuted_input_keeps_its_layout():
     out = cf(x)
     _close(out, f(x))
     assert out._data.strides == f(x)._data.strides  # as NumPy: the output follows the input's layout
+
+
+def test_kernel_outputs_with_disjoint_lifetimes_share_buffers():
+    w = ember.randn(16, 16) * 0.3
+
+    def f(x):
+        for _ in range(4):  # each (.. * 2).tanh() lives only until the next matmul reads it
+            x = (x * 2).tanh() @ w
+        return x.sum()
+
+    cf = ember.compile(f)
+    x = ember.randn(32, 16)
+    cf(x)
+    _close(cf(x), f(x))
+    _close(cf(x * 2), f(x * 2))
+    plan = list(cf.entries.values())[0].plan
+    assert plan.persistent_bytes == 32 * 16 * 4  # four intermediates, one buffer
