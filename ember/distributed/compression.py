@@ -53,7 +53,7 @@ class TopKState(_State):
     ratio: payload bytes relative to dense float32 (each kept entry costs 4 bytes of value and 4
     of index, so a ratio of 0.01 keeps 0.5% of the entries)."""
 
-    def __init__(self, ratio: float, momentum: float = 0.9, mask_momentum: bool = False, group=None):
+    def __init__(self, ratio: float, momentum: float = 0.0, mask_momentum: bool = False, group=None):
         super().__init__(group)
         self.mask_momentum = mask_momentum
         if not 0 < ratio <= 1:
@@ -194,18 +194,21 @@ def terngrad_hook(state: TernGradState, bucket: GradBucket) -> _Future:
 
 
 def parse(spec: str, group=None):
-    """`--compress` values: 'fp16', 'bf16', 'topk:RATIO', 'powersgd:RANK', 'terngrad' -> (state, hook)."""
+    """`--compress` values: 'fp16', 'bf16', 'topk:RATIO', 'dgc:RATIO' (top-k with momentum correction, for
+    SGD), 'powersgd:RANK', 'terngrad' -> (state, hook)."""
     name, _, arg = spec.partition(":")
     if name in ("fp16", "bf16"):
         return CastState(dt.float16 if name == "fp16" else dt.bfloat16, group), fp16_compress_hook
     if name == "topk":
         return TopKState(float(arg or 0.01), group=group), topk_hook
+    if name == "dgc":
+        return TopKState(float(arg or 0.01), momentum=0.9, group=group), topk_hook
     if name == "powersgd":
         return PowerSGDState(int(arg or 2), group), powersgd_hook
     if name == "terngrad":
         return TernGradState(group), terngrad_hook
-    raise ValueError(f"--compress: unknown scheme {spec!r}; expected fp16, bf16, topk:RATIO, powersgd:RANK or "
-                     "terngrad")
+    raise ValueError(f"--compress: unknown scheme {spec!r}; expected fp16, bf16, topk:RATIO, dgc:RATIO, "
+                     "powersgd:RANK or terngrad")
 
 
 __all__ = ["CastState", "fp16_compress_hook", "TopKState", "topk_hook", "PowerSGDState", "powersgd_hook",

@@ -86,7 +86,7 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.compress:
         from ..distributed import compression
         name = cfg.compress.partition(":")[0]
-        if name not in ("fp16", "bf16", "topk", "powersgd", "terngrad"):
-            raise TrainError(f"--compress: expected fp16, bf16, topk:RATIO, powersgd:RANK or terngrad, got "
-                             f"{cfg.compress!r}")
+        if name not in ("fp16", "bf16", "topk", "dgc", "powersgd", "terngrad"):
+            raise TrainError(f"--compress: expected fp16, bf16, topk:RATIO, dgc:RATIO, powersgd:RANK or terngrad, "
+                             f"got {cfg.compress!r}")
         del compression

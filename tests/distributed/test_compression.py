@@ -21,8 +21,9 @@ def test_hook_path_without_compression_equals_plain_ddp_exactly(dense):
 
 @pytest.mark.parametrize("spec,max_ratio,max_rel_loss", [
     # top-k delays small coordinates (error feedback), which costs most on a run this short: measured
-    # +16% at 150 steps here; the 2% target of BENCHMARKS.md D7 is for W3 (see docs/distributed.md)
-    ("fp16", 0.5, 0.02), ("bf16", 0.5, 0.02), ("topk:0.1", 0.1, 0.25), ("powersgd:2", 0.13, 0.05),
+    # +16% (DGC) and +47% (plain error feedback under momentum SGD) at 150 steps; see docs/distributed.md
+    ("fp16", 0.5, 0.02), ("bf16", 0.5, 0.02), ("dgc:0.1", 0.1, 0.25), ("topk:0.1", 0.1, 0.6),
+    ("powersgd:2", 0.13, 0.05),
     ("terngrad", 0.26, 0.05),
 ])
 def test_compressed_bytes_and_convergence(dense, spec, max_ratio, max_rel_loss):

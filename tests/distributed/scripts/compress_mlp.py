@@ -1,6 +1,6 @@
 """D7: DDP with a gradient-compression hook on an MLP regression task.
 
-usage: compress_mlp.py SPEC STEPS   (SPEC: none | identity | fp16 | bf16 | topk:R | powersgd:K | terngrad)
+usage: compress_mlp.py SPEC STEPS   (SPEC: none | identity | fp16 | bf16 | topk:R | dgc:R | powersgd:K | terngrad)
 'identity' runs the hook path with a float32 'cast' (no compression): it must equal plain DDP.
 """
 
@@ -29,7 +29,7 @@ elif spec != "none":
     state, hook = compression.parse(spec)
 if state is not None:
     ddp.register_comm_hook(state, hook)
-    if spec.startswith("topk"):
+    if spec.startswith("dgc"):
         momentum = 0.0  # DGC applies momentum inside the compressor (momentum correction)
 opt = optim.SGD(model.parameters(), lr=0.05, momentum=momentum)
 data = np.random.default_rng(0)
