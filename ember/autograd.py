@@ -333,6 +333,9 @@ def _run_engine(roots, grads, retain_graph: bool, create_graph: bool, targets=No
     else:
         needed, deps = _prune(start, targets, stop_at_targets)
     buf: dict = {}
+    # buffers a leaf may adopt as its .grad without a copy: not the seeds (the caller owns them), and
+    # each at most once (backward rules may hand one gradient to several inputs)
+    claimed = {id(g._data) for g in grads}
     for s, g in zip(start, grads):
         prev = buf.get(s)
         buf[s] = g if prev is None else _add_grads(prev, g, create_graph)
@@ -345,7 +348,7 @@ def _run_engine(roots, grads, retain_graph: bool, create_graph: bool, targets=No
             node = pop(heap)[1]
             g = buf.pop(node, None)
             if node.__class__ is AccumulateGrad:
-                _finish_leaf(node.variable, g, targets, results, node, create_graph, stop_at_targets)
+                _finish_leaf(node.variable, g, targets, results, node, create_graph, stop_at_targets, claimed)
                 continue
             if targets is not None and node in targets:
                 if not stop_at_targets and g is not None and node.hooks:
@@ -387,7 +390,8 @@ def _run_hooks(hooks, g):
     return g
 
 
-def _finish_leaf(t: Tensor, g, targets, results, node, create_graph: bool, stop_at_targets: bool) -> None:
+def _finish_leaf(t: Tensor, g, targets, results, node, create_graph: bool, stop_at_targets: bool,
+                 claimed: set) -> None:
     if g is None:
         return
     if stop_at_targets:
@@ -402,8 +406,13 @@ def _finish_leaf(t: Tensor, g, targets, results, node, create_graph: bool, stop_
             results[targets[node]] = g
         return
     if t.grad is None:
-        # a fresh buffer: backward rules may hand the same gradient to several inputs
-        t.grad = g if create_graph else Tensor._make(g._data.copy(), g.dtype, g.device)
+        if create_graph:
+            t.grad = g
+        else:
+            a = g._data
+            own = a.base is None and a.flags.writeable and id(a) not in claimed  # a fresh, unshared array
+            claimed.add(id(a))
+            t.grad = Tensor._make(a if own else a.copy(), g.dtype, g.device)
     elif create_graph or t.grad.requires_grad:
         t.grad = t.grad + g
     else:

@@ -562,3 +562,17 @@ def test_backward_with_create_graph_gives_differentiable_grad_like_torch():
     (eg2,) = ember.autograd.grad(ex.grad.sum(), ex)
     (tg2,) = torch.autograd.grad(tx.grad.sum(), tx)
     close(eg2, tg2)
+
+
+def test_leaves_given_one_gradient_buffer_do_not_share_their_grad():
+    a = ember.ones(3, requires_grad=True)
+    b = ember.ones(3, requires_grad=True)
+    seed = ember.full((3,), 2.0)
+    (a + b).backward(seed)  # add's backward hands the same gradient to both inputs
+    a.grad.mul_(10)
+    assert b.grad.tolist() == [2.0, 2.0, 2.0]
+    assert seed.tolist() == [2.0, 2.0, 2.0]  # nor is the caller's seed adopted
+    c = ember.ones(3, requires_grad=True)
+    (c * 1).clone().backward(seed)
+    c.grad.add_(1)
+    assert seed.tolist() == [2.0, 2.0, 2.0]

@@ -12,7 +12,7 @@ import math
 from .. import dtype as dt
 from .kernel_ir import CTYPES, Kernel
 
-PARALLEL_MIN = 1 << 15  # elements below which threads cost more than they save
+PARALLEL_MIN = 1 << 20  # elements below which threads cost more than they save (2 busy cores)
 
 # libm functions declared `omp declare simd`: inside `omp simd` loops GCC then calls glibc's
 # vector variants (libmvec, <= 4 ulp) instead of one scalar call per element

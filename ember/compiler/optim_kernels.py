@@ -18,7 +18,7 @@ ADAM_C = """
 #define ADAM(NAME, T, SQRT) \\
 void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, i64 n, T b1, T omb1, T b2, \\
           T omb2, T c1, T c2, T shrink, T wd, int mode, int update_p) { \\
-  _Pragma("omp parallel for simd if(n > 32768)") \\
+  _Pragma("omp parallel for simd if(n > 1048576)") \\
   for (i64 i = 0; i < n; i++) { \\
     T pi = p[i], gi = g[i]; \\
     if (mode == 2) pi = pi * shrink; else if (mode == 1) gi = gi + pi * wd; \\

@@ -316,7 +316,7 @@ cos = _unary("cos", lambda xp, x: xp.cos(x), lambda x, y, g: -g * sin(x), doc="c
 tanh = _unary("tanh", lambda xp, x: xp.tanh(x), lambda x, y, g: g * (1 - y * y), doc="hyperbolic tangent")
 sigmoid = _unary("sigmoid", lambda xp, x: _sigmoid(xp, x), lambda x, y, g: g * y * (1 - y), doc="1/(1+e**-x)")
 relu = _unary("relu", lambda xp, x: xp.maximum(x, 0).astype(x.dtype, copy=False),
-              lambda x, y, g: g * (x > 0).to(g.dtype), False, "max(x, 0)")
+              lambda x, y, g: apply(ThresholdBackward, g, x), False, "max(x, 0)")
 silu = _unary("silu", lambda xp, x: x * _sigmoid(xp, x),
               lambda x, y, g: g * (sigmoid(x) * (1 + x * (1 - sigmoid(x)))), doc="x * sigmoid(x)")
 trunc = _unary("trunc", lambda xp, x: xp.trunc(x), lambda x, y, g: g * 0, False, "round toward zero")
@@ -325,6 +325,19 @@ ceil = _unary("ceil", lambda xp, x: xp.ceil(x), lambda x, y, g: g * 0, False, "r
 round = _unary("round", lambda xp, x: xp.round(x), lambda x, y, g: g * 0, False, "round half to even")
 erf = _unary("erf", lambda xp, x: _erf(x), lambda x, y, g: g * exp(-x * x) * (2 / math.sqrt(math.pi)),
              doc="error function")
+
+
+@register("threshold_backward")
+class ThresholdBackward(Op):
+    """g where x > 0, else 0: relu's backward in one pass (a mask, a cast and a multiply were three).
+    Its own backward: linear in g with the same mask; zero almost everywhere in x."""
+
+    def forward(xp, g, x):
+        return xp.where(x > 0, g, xp.zeros((), g.dtype))
+
+    def backward(ctx, gg):
+        g, x = ctx.inputs
+        return apply(ThresholdBackward, gg, x), None
 
 
 def _sigmoid(xp, x):
@@ -416,15 +429,44 @@ class Gelu(Op):
         return (0.5 * x * (1 + _erf(x / math.sqrt(2)))).astype(x.dtype, copy=False)
 
     def backward(ctx, g):
-        x = ctx.inputs[0]
-        if ctx.approximate == "tanh":
+        return apply(GeluBackward, g, ctx.inputs[0], approximate=ctx.approximate)
+
+
+@register("gelu_backward")
+class GeluBackward(Op):
+    """g * gelu'(x) computed in one NumPy pass (GELU's backward was ~13 full-size ember ops). Its own
+    backward is written with ember ops: d/dg = gelu'(x), d/dx = g * gelu''(x), so second derivatives
+    of GELU still work."""
+
+    def forward(xp, g, x, approximate):
+        if approximate == "tanh":
+            x2 = x * x
+            t = xp.tanh(_SQRT_2_PI * (x + 0.044715 * x2 * x))
+            dinner = _SQRT_2_PI * (1 + (3 * 0.044715) * x2)
+            # 0.5 (1 + t) + 0.5 x (1 - t^2) dinner
+            d = 1 - t * t
+            d *= dinner
+            d *= x
+            d += t
+            d += 1
+            d *= 0.5
+        else:
+            d = 0.5 * (1 + _erf(x / math.sqrt(2))) + x * xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+        return (g * d).astype(g.dtype, copy=False)
+
+    def backward(ctx, gg):
+        g, x = ctx.inputs
+        a = ctx.approximate
+        if a == "tanh":
             inner = (x + x * x * x * 0.044715) * _SQRT_2_PI
             t = tanh(inner)
-            dinner = (1 + x * x * (3 * 0.044715)) * _SQRT_2_PI
-            return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner)
-        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
-        pdf = exp(x * x * -0.5) * (1 / math.sqrt(2 * math.pi))
-        return g * (cdf + x * pdf)
+            du = (1 + x * x * (3 * 0.044715)) * _SQRT_2_PI
+            d2u = x * (6 * 0.044715 * _SQRT_2_PI)
+            second = (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
+        else:
+            pdf = exp(x * x * -0.5) * (1 / math.sqrt(2 * math.pi))
+            second = pdf * (2 - x * x)
+        return apply(GeluBackward, gg, x, approximate=a), gg * g * second
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:

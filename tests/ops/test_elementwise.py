@@ -522,3 +522,14 @@ def test_integer_division_is_exact_and_refuses_zero():
         with pytest.raises(ZeroDivisionError, match="integer division by zero"):
             fn(ember.tensor([1, 2]))
     assert (ember.tensor([1.0]) // 0).item() == float("inf")
+
+
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_gelu_third_derivative_matches_torch_through_its_fused_backward(approximate):
+    x = ember.randn(7, dtype=ember.float64, requires_grad=True)
+    xt = torch.tensor(x.detach().numpy(), requires_grad=True)
+    e, t = ember.gelu(x, approximate=approximate).sum(), torch.nn.functional.gelu(xt, approximate=approximate).sum()
+    for _ in range(3):
+        (e,), (t,) = ember.autograd.grad(e, x, create_graph=True), torch.autograd.grad(t, xt, create_graph=True)
+        np.testing.assert_allclose(e.detach().numpy(), t.detach().numpy(), rtol=1e-7, atol=1e-10)
+        e, t = e.sum(), t.sum()
