@@ -2,10 +2,12 @@
 
 The difference is ember's bookkeeping: the cross-rank argument check, byte accounting and the
 watchdog's polling wait. Each size is timed interleaved with the raw call, per BENCHMARKS.md.
-usage: ember run -n 2 bench/allreduce.py
+usage: ember run -n 2 bench/allreduce.py [--no-check]
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 from common import compare, fmt_time, machine_header, spread, table
@@ -16,7 +18,8 @@ import ember.distributed as dist
 
 
 def main() -> None:
-    dist.init()
+    checked = "--no-check" not in sys.argv
+    dist.init(check_args=checked)
     rank, world = dist.get_rank(), dist.get_world_size()
     rows, notes = [], []
     for n in (1 << 10, 1 << 14, 1 << 18, 1 << 20, 1 << 22):
@@ -37,7 +40,7 @@ def main() -> None:
                      f"{spread(e)} / {spread(m)}"])
     if rank == 0:
         print(machine_header())
-        print(f"ranks: {world}")
+        print(f"ranks: {world}; cross-rank argument check: {'on' if checked else 'off (--no-check)'}")
         print(table("all_reduce (sum, float32, in place): ember vs raw mpi4py Allreduce",
                     ["size", "ember", "mpi4py", "ratio", "overhead", "spread"], rows, notes))
 

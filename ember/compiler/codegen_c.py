@@ -36,6 +36,14 @@ typedef long long i64;
 static inline double sigmoid_(double x) {
   double e = exp(-fabs(x)); return x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
+/* GeluBackward.forward, operation by operation */
+#define GELU_BW_TANH(NAME, T, TANH, S, C, C3) \
+static inline T NAME(T g, T x) { \
+  T x2 = x * x; T t = TANH(S * (x + C * x2 * x)); T dinner = S * (1 + C3 * x2); \
+  T d = 1 - t * t; d = d * dinner; d = d * x; d = d + t; d = d + 1; d = d * (T)0.5; return g * d; \
+}
+GELU_BW_TANH(gelu_bw_tanhf_, float, tanhf, 0.7978845608028654f, 0.044715f, 0.134145f)
+GELU_BW_TANH(gelu_bw_tanh_, double, tanh, 0.7978845608028654, 0.044715, 0.134145)
 """
 
 
@@ -119,6 +127,8 @@ def render_expr(expr, out_dtype) -> str:
             hi = _lit(attrs["max"], T)
             x = f"(({x} > {hi}) ? {hi} : {x})"
         return x
+    if name == "gelu_backward" and attrs.get("approximate") == "tanh":
+        return f"{'gelu_bw_tanhf_' if T is dt.float32 else 'gelu_bw_tanh_'}({a[0]}, {a[1]})"
     if name == "gelu":
         x = a[0]
         if attrs.get("approximate") == "tanh":

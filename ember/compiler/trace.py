@@ -260,21 +260,22 @@ def tracing(tr: Tracer):
             tr.emit(REGISTRY["add"], [tr.value_of(prev), tr.value_of(g)], {}, out.shape, out.dtype, out._data)
         return out
 
-    def finish_leaf(t, g, targets, results, node, create_graph, stop_at_targets):
+    def finish_leaf(t, g, *rest):  # (targets, results, node, create_graph, ...): passed through
         tr.ran_backward = True
         before = t.grad
         before_buf = before._data if before is not None else None
+        before_v = before._vc[0] if before is not None else None
         if t._hooks and not tr.paused:
             tr.brk("a tensor hook on a leaf runs during backward")
         gid = tr.value_of(g) if (g is not None and not tr.paused) else None
-        orig_finish(t, g, targets, results, node, create_graph, stop_at_targets)
+        orig_finish(t, g, *rest)
         after = t.grad
         if tr.paused or gid is None or after is None or id(after._data) in tr.arr and after is not before:
             return
         from ..ops.registry import REGISTRY
         if before is None:
             tr.emit(REGISTRY["copy"], [gid], {}, after.shape, after.dtype, after._data)
-        elif after is before and after._data is before_buf:
+        elif after is before and after._data is before_buf and after._vc[0] != before_v:
             old = tr.value_of(before)  # the buffer's value before `+=`
             tr.emit(REGISTRY["add"], [old, gid], {}, after.shape, after.dtype, after._data)
 

@@ -153,7 +153,16 @@ class DistributedDataParallel(Module):
     # --- backward: hooks and buckets ---------------------------------------------------------
     def _on_grad_ready(self, p: Tensor) -> None:
         if self._sync and self._pending:
+            self._progress()
             self._mark_ready(p)
+
+    def _progress(self) -> None:
+        """Give launched all-reduces a turn: MPI moves data only inside MPI calls, so without this
+        they would sit idle until backward ends (no progress thread on a busy 2-core laptop)."""
+        for b in self.buckets[:self._next]:
+            work = getattr(b.work, "_work", None)
+            if work is not None:
+                work.is_completed()
 
     def _mark_ready(self, p: Tensor) -> None:
         b = self._bucket_of[id(p)]

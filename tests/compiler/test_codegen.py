@@ -191,3 +191,21 @@ def test_kernel_outputs_with_disjoint_lifetimes_share_buffers():
     _close(cf(x * 2), f(x * 2))
     plan = list(cf.entries.values())[0].plan
     assert plan.persistent_bytes == 32 * 16 * 4  # four intermediates, one buffer
+
+
+def test_gelu_backward_kernel_matches_eager():
+    lin = ember.nn.Linear(6, 40)
+
+    def step(x):
+        ember.nn.functional.gelu(lin(x), approximate="tanh").square().sum().backward()
+        g = lin.weight.grad
+        lin.zero_grad()
+        return g
+
+    cf = ember.compile(step)
+    x = ember.randn(30, 6)
+    cf(x)
+    got = cf(x)
+    assert "gelu_backward" in " ".join(n for _, names in list(cf.entries.values())[0].report["groups"]
+                                       for n in names)
+    _close(got, step(x))

@@ -44,6 +44,8 @@ def _fusable(graph, n) -> str | None:
         return "reduce"
     if n.name == "cast" and n.attrs["dtype"] not in CTYPES:
         return None
+    if n.name == "gelu_backward" and n.attrs.get("approximate") != "tanh":
+        return None  # the erf form uses ember's own erf kernel: left to the registry
     return "pointwise"
 
 
