@@ -89,8 +89,12 @@ class CompiledFunction:
         tr = Tracer(self.fullgraph, self.params)
         for i, t in enumerate(flat):
             tr.add_input(t, i)
-        with tracing(tr):
-            result = self.fn(*args, **kwargs)
+        try:
+            with tracing(tr):
+                result = self.fn(*args, **kwargs)
+        except BaseException:
+            del self.entries[key]  # the function raised: nothing was learned about this signature
+            raise
         if tr.broken is None:
             graph = tr.finish(result)
         if tr.broken is not None:
@@ -147,7 +151,11 @@ class CompiledFunction:
                     self._warned = True
                 return
             t = time.perf_counter()
-            lib = toolchain.build(source)
+            try:
+                lib = toolchain.build(source)
+            except toolchain.CompileError:
+                entry.eager_reason = "the C compiler rejected the generated kernels; later calls run eagerly"
+                raise
             rep["build_s"] = time.perf_counter() - t
         entry.plan = Plan(g, schedule, groups, kernels, lib, made)
 
