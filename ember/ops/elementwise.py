@@ -313,8 +313,9 @@ rsqrt = _unary("rsqrt", lambda xp, x: 1 / xp.sqrt(x), lambda x, y, g: g * y * y 
 reciprocal = _unary("reciprocal", lambda xp, x: xp.reciprocal(x), lambda x, y, g: -g * y * y, doc="1/x")
 sin = _unary("sin", lambda xp, x: xp.sin(x), lambda x, y, g: g * cos(x), doc="sine")
 cos = _unary("cos", lambda xp, x: xp.cos(x), lambda x, y, g: -g * sin(x), doc="cosine")
-tanh = _unary("tanh", lambda xp, x: xp.tanh(x), lambda x, y, g: g * (1 - y * y), doc="hyperbolic tangent")
-sigmoid = _unary("sigmoid", lambda xp, x: _sigmoid(xp, x), lambda x, y, g: g * y * (1 - y), doc="1/(1+e**-x)")
+tanh = _unary("tanh", lambda xp, x: xp.tanh(x), lambda x, y, g: apply(TanhBackward, g, y), doc="hyperbolic tangent")
+sigmoid = _unary("sigmoid", lambda xp, x: _sigmoid(xp, x), lambda x, y, g: apply(SigmoidBackward, g, y),
+                 doc="1/(1+e**-x)")
 relu = _unary("relu", lambda xp, x: xp.maximum(x, 0).astype(x.dtype, copy=False),
               lambda x, y, g: apply(ThresholdBackward, g, x), False, "max(x, 0)")
 silu = _unary("silu", lambda xp, x: x * _sigmoid(xp, x),
@@ -325,6 +326,37 @@ ceil = _unary("ceil", lambda xp, x: xp.ceil(x), lambda x, y, g: g * 0, False, "r
 round = _unary("round", lambda xp, x: xp.round(x), lambda x, y, g: g * 0, False, "round half to even")
 erf = _unary("erf", lambda xp, x: _erf(x), lambda x, y, g: g * exp(-x * x) * (2 / math.sqrt(math.pi)),
              doc="error function")
+
+
+@register("tanh_backward")
+class TanhBackward(Op):
+    """g * (1 - y^2) from tanh's output y, in one dispatch (three ember ops before). Differentiable in
+    both: d/dg = 1 - y^2, d/dy = -2 y g (y carries the graph back to tanh's input)."""
+
+    def forward(xp, g, y):
+        d = xp.multiply(y, y, out=xp.empty_like(y, dtype=xp.result_type(g, y)))  # an array even when 0-d
+        xp.subtract(1, d, out=d)
+        d *= g
+        return d
+
+    def backward(ctx, gg):
+        g, y = ctx.inputs
+        return apply(TanhBackward, gg, y), gg * g * y * -2
+
+
+@register("sigmoid_backward")
+class SigmoidBackward(Op):
+    """g * y * (1 - y) from sigmoid's output y, in one dispatch; d/dg = y (1 - y), d/dy = g (1 - 2y)."""
+
+    def forward(xp, g, y):
+        d = xp.subtract(1, y, out=xp.empty_like(y, dtype=xp.result_type(g, y)))
+        d *= y
+        d *= g
+        return d
+
+    def backward(ctx, gg):
+        g, y = ctx.inputs
+        return apply(SigmoidBackward, gg, y), gg * g * (1 - 2 * y)
 
 
 @register("threshold_backward")
