@@ -365,7 +365,11 @@ class ThresholdBackward(Op):
     Its own backward: linear in g with the same mask; zero almost everywhere in x."""
 
     def forward(xp, g, x):
-        return xp.where(x > 0, g, xp.zeros((), g.dtype))
+        # a multiply by the mask: NumPy's where on a data-dependent mask is ~10x slower (an inf or NaN
+        # in g where x <= 0 gives NaN here, where torch gives 0)
+        out = xp.greater(x, 0, out=xp.empty(x.shape, bool)).astype(g.dtype)
+        out *= g
+        return out
 
     def backward(ctx, gg):
         g, x = ctx.inputs
@@ -373,9 +377,15 @@ class ThresholdBackward(Op):
 
 
 def _sigmoid(xp, x):
-    # split by sign so exp never overflows
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    # 1 / (1 + e^-x) directly: for x < -88 e^-x overflows to inf and the result is the correct 0, and
+    # tiny results keep their relative accuracy; no select by sign (NumPy's where on a random mask
+    # costs 10x an exp). Four passes over memory, in place.
+    t = xp.negative(x, out=xp.empty_like(x))  # an array even for 0-d x
+    with xp.errstate(over="ignore"):
+        xp.exp(t, out=t)
+    t += 1
+    xp.reciprocal(t, out=t)
+    return t
 
 
 def _erf(x):
