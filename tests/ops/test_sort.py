@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from helpers import check_op, gradcheck, make_inputs
 
 import ember
 from ember.errors import ShapeError
-from helpers import check_op, gradcheck, make_inputs
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1])
