@@ -216,8 +216,17 @@ def _check_agree(kind: str, g: ProcessGroup, *arrays: np.ndarray) -> None:
                          "pass the same dtype and number of elements")
 
 
+def _graph_break(kind: str) -> None:
+    """Collectives are not graph nodes yet: inside ember.compile's tracer, one is a graph break, so the
+    compiled function runs eagerly (correct, with one warning) rather than replaying without it."""
+    from .. import autograd
+    if autograd._tracer is not None:
+        autograd._tracer.brk(f"{kind} (a collective) cannot be captured in a compiled graph yet")
+
+
 def _begin(kind: str, g: ProcessGroup, *arrays: np.ndarray) -> None:
     """Mark this rank as arrived at the group's next collective, then check the ranks agree."""
+    _graph_break(kind)
     _enter(g)
     _check_agree(kind, g, *arrays)
 
@@ -487,6 +496,7 @@ def all_to_all_single(output: Tensor, input: Tensor, output_split_sizes=None, in
     if sum(ins) != a.shape[0] or sum(outs) != o.shape[0] or len(ins) != n or len(outs) != n:
         raise ShapeError(f"all_to_all: split sizes {ins} / {outs} do not match input rows {a.shape[0]} / "
                          f"output rows {o.shape[0]} over {n} ranks")
+    _graph_break("all_to_all")
     _enter(g)
     _account("all_to_all", g, a.nbytes, a.nbytes - ins[g.rank] * row_in * a.itemsize)
     sc = [c * row_in for c in ins]
@@ -522,6 +532,7 @@ def recv(tensor: Tensor, src: int, group=None, tag: int = 0) -> None:
 
 
 def isend(tensor: Tensor, dst: int, group=None, tag: int = 0) -> Work:
+    _graph_break("send")
     g = _group(group)
     a = _buf(tensor, "send")
     _account("send", g, a.nbytes, a.nbytes)
@@ -529,6 +540,7 @@ def isend(tensor: Tensor, dst: int, group=None, tag: int = 0) -> Work:
 
 
 def irecv(tensor: Tensor, src: int, group=None, tag: int = 0) -> Work:
+    _graph_break("recv")
     g = _group(group)
     a = _buf(tensor, "recv")
     _account("recv", g, a.nbytes, 0)
@@ -551,6 +563,7 @@ def recv_any(tensor: Tensor, tag: int, group=None) -> int:
 def barrier(group: ProcessGroup | None = None) -> None:
     """Wait until every rank of the group arrives (under the watchdog)."""
     g = _group(group)
+    _graph_break("barrier")
     _enter(g)
     _account("barrier", g, 0, 0)
     _wait(g.comm.Ibarrier(), "barrier", g)

@@ -27,3 +27,12 @@ def test_ddp_under_autocast_with_grad_scaler_keeps_ranks_identical():
     res, _ = run_mpi(2, "ddp_features.py", "amp")
     assert res[0][0]["weights"] == res[1][0]["weights"]
     assert all(np.isfinite(res[0][0]["losses"]))
+
+
+def test_compiled_ddp_step_breaks_the_graph_at_the_all_reduce_and_equals_eager():
+    eager, _ = run_mpi(2, "ddp_features.py", "eager")
+    comp, _ = run_mpi(2, "ddp_features.py", "compile")
+    for r in (0, 1):
+        assert comp[r][0]["losses"] == eager[r][0]["losses"]
+        assert comp[r][0]["weights"] == eager[r][0]["weights"]
+    assert any("all_reduce (a collective) cannot be captured" in w for w in comp[0][0]["warnings"])

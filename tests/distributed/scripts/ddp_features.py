@@ -1,6 +1,6 @@
 """DDP's no_sync (gradient accumulation), unused-parameter detection and GradScaler/autocast.
 
-usage: ddp_features.py CASE    (CASE: no_sync | unused_found | unused_error | amp)
+usage: ddp_features.py CASE    (CASE: no_sync | unused_found | unused_error | amp | compile | eager)
 """
 
 import sys
@@ -79,5 +79,28 @@ elif case == "amp":
         opt.zero_grad()
         losses.append(loss.item())
     out["losses"] = losses
+    out["weights"] = [p.detach().numpy().tolist() for p in model.parameters()]
+elif case in ("compile", "eager"):
+    import warnings
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    ddp = dist.DistributedDataParallel(model)
+    opt = ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step(x):
+        loss = ddp(x).square().mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss.detach()
+    if case == "compile":
+        step = ember.compile(step)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        losses = []
+        for i in range(4):
+            x = ember.tensor(np.random.default_rng(i).normal(size=(8, 4)), dtype=ember.float32)
+            losses.append(step(x[rank * 4:(rank + 1) * 4]).item())
+    out["losses"] = losses
+    out["warnings"] = [str(w.message) for w in caught]
     out["weights"] = [p.detach().numpy().tolist() for p in model.parameters()]
 report(out)
