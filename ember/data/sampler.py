@@ -18,7 +18,7 @@ class Sampler:
     """Yields dataset indices (or, for a batch sampler, lists of indices)."""
 
     def __iter__(self) -> Iterator:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement __iter__ (the indices it yields)")
 
     def __len__(self) -> int:
         raise TypeError(f"{type(self).__name__} has no length")

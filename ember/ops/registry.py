@@ -44,10 +44,11 @@ class Op:
         return inputs[0].shape
 
     def forward(xp, *bufs, **attrs):
-        raise NotImplementedError
+        raise NotImplementedError("every op declares its own forward kernel (see docs/ops.md)")
 
     def backward(ctx, g):
-        raise NotImplementedError
+        raise NotImplementedError(f"op {ctx.op.name!r} declares no backward rule; mark it differentiable = False "
+                                  "or write one with ember ops (see docs/ops.md)")
 
     def flops(out_shape, *inputs, **attrs) -> int:
         """Floating-point operations for one call (elementwise default: one per output element)."""

@@ -50,7 +50,7 @@ class LRScheduler:
 
     def get_lr(self) -> list[float]:
         """The learning rates for the current `last_epoch` (called by step)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement get_lr() (its schedule)")
 
     def get_last_lr(self) -> list[float]:
         """The learning rate of each group as last set by this scheduler."""

@@ -98,7 +98,8 @@ class Optimizer:
 
     def step(self, closure=None):
         """Update the parameters once from their `.grad`; `closure()` re-evaluates the loss if given."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement step(): the base class only holds "
+                                  "parameter groups and state")
 
     def _const(self, value: float, like: Tensor) -> Tensor:
         """`value` as a 0-d tensor of like's dtype and device, cached: a tensor-tensor op skips the

@@ -15,7 +15,7 @@ import numpy as np
 
 from ... import dtype as dt
 from ...tensor import Tensor
-from ..dataset import Dataset
+from ._arrays import ArrayImageDataset
 from ._download import DownloadError, download_url
 
 RECORD_BYTES = 1 + 3 * 32 * 32
@@ -36,7 +36,7 @@ def read_cifar_bin(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), labels
 
 
-class CIFAR10(Dataset):
+class CIFAR10(ArrayImageDataset):
     """CIFAR-10: 50,000 training or 10,000 test colour images (32 x 32) in 10 classes.
 
     Reads `root/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin`; `download=True` fetches the
@@ -91,21 +91,3 @@ class CIFAR10(Dataset):
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 with tar.extractfile(m) as src, open(dest, "wb") as out:
                     out.write(src.read())
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def __getitem__(self, index: int):
-        img, target = self._images[index], int(self._labels[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
-
-    def _gather(self, indices):
-        """Batch fast path for the DataLoader: only without transforms (they work per sample)."""
-        if self.transform is not None or self.target_transform is not None:
-            return None
-        idx = np.asarray(indices, dtype=np.int64)
-        return [Tensor._make(self._images[idx], dt.uint8), Tensor._make(self._labels[idx], dt.int64)]

@@ -14,7 +14,7 @@ import numpy as np
 
 from ... import dtype as dt
 from ...tensor import Tensor
-from ..dataset import Dataset
+from ._arrays import ArrayImageDataset
 from ._download import DownloadError, download_any
 
 # IDX type codes -> big-endian NumPy dtypes.
@@ -47,7 +47,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
-class MNIST(Dataset):
+class MNIST(ArrayImageDataset):
     """The MNIST digits: 60,000 training or 10,000 test images (28 x 28, uint8) with labels 0-9.
 
     Looks for the IDX files (`train-images-idx3-ubyte[.gz]`, ...) in `root`, `root/MNIST/raw` and
@@ -113,21 +113,3 @@ class MNIST(Dataset):
             except DownloadError as e:
                 raise DownloadError(f"MNIST: download of {gz} into {raw} failed (root {self.root}):\n{e}") \
                     from e
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    def __getitem__(self, index: int):
-        img, target = self._images[index], int(self._labels[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
-
-    def _gather(self, indices):
-        """Batch fast path for the DataLoader: only without transforms (they work per sample)."""
-        if self.transform is not None or self.target_transform is not None:
-            return None
-        idx = np.asarray(indices, dtype=np.int64)
-        return [Tensor._make(self._images[idx], dt.uint8), Tensor._make(self._labels[idx], dt.int64)]

@@ -171,7 +171,7 @@ class RNNBase(Module):
         return x, [stack(f, 0) for f in finals]
 
     def _input_bias(self, b_ih, b_hh):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must say how its two biases enter the input projection")
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
