@@ -4,7 +4,10 @@ Tensors and autograd (this package's top level), `ember.nn`, `ember.optim`, `emb
 a compiler, parallel training and inference, each a layer a reader can open and change.
 """
 
-from . import autograd  # noqa: F401  (ember.autograd.grad, .Function, ...)
+from . import (
+    _threadpools,  # noqa: F401  (first: short thread-pool waits, set before NumPy loads)
+    autograd,  # noqa: F401  (ember.autograd.grad, .Function, ...)
+)
 from . import dtype as _dtype_mod
 from .autograd import (
     checkpoint,

@@ -9,10 +9,11 @@ momentum, PowerSGD's Q) in its state object, keyed by bucket index. Every state 
 from __future__ import annotations
 
 from .. import dtype as dt
-from ..creation import empty, randn, zeros
+from ..creation import arange, empty, randn, zeros
 from ..ops import cat
 from ..tensor import Tensor
 from . import comm
+from ._codec import CODECS, pack_bits, unpack_bits
 from .ddp import GradBucket, _Future
 
 
@@ -50,20 +51,43 @@ class TopKState(_State):
     gradient; keep the rest as residual (error feedback); momentum correction accumulates the
     velocity instead of the raw gradient, and masks it where values were sent.
 
-    ratio: payload bytes relative to dense float32 (each kept entry costs 4 bytes of value and 4
-    of index, so a ratio of 0.01 keeps 0.5% of the entries)."""
+    ratio: payload bytes relative to dense float32, counting every byte passed to collectives.
+    values: how kept values travel: 'float32', 'float16' (2 bytes) or 'log8' (1 byte: sign and
+    8 log2-steps per octave, plus one float32 scale); the rounding error stays in the residual.
+    Positions travel as a bitmap (n/8 bytes, whatever k is) or as int32 indices, whichever keeps
+    more entries within the budget. layerwise: the top entries of each parameter (k in proportion
+    to its size) rather than of the whole bucket."""
 
-    def __init__(self, ratio: float, momentum: float = 0.0, mask_momentum: bool = False, group=None):
+    def __init__(self, ratio: float, momentum: float = 0.0, mask_momentum: bool = False, group=None,
+                 values: str = "log8", layerwise: bool = False):
         super().__init__(group)
         self.mask_momentum = mask_momentum
         if not 0 < ratio <= 1:
             raise ValueError(f"TopKState.ratio must be in (0, 1], got {ratio}")
+        if values not in CODECS:
+            raise ValueError(f"TopKState.values must be one of {sorted(CODECS)}, got {values!r}")
         self.target, self.momentum = ratio, momentum
+        self.codec, self.layerwise = CODECS[values], layerwise
         self.velocity: dict = {}
         self.residual: dict = {}
 
 
+def topk_budget(n: int, ratio: float, value_bytes: float = 1, overhead: int = 4,
+                elem_bytes: int = 4) -> tuple[int, bool]:
+    """(k, bitmap) for a bucket of n entries: the most entries whose payload (k * value_bytes +
+    overhead + positions) fits ratio * n * elem_bytes, positions being a bitmap (ceil(n/8) bytes)
+    or int32 indices (4 bytes each)."""
+    budget = int(ratio * n * elem_bytes) - overhead
+    k_bitmap = int((budget - (n + 7) // 8) // value_bytes)
+    k_index = int(budget // (value_bytes + 4))
+    if k_bitmap > k_index:
+        return min(n, k_bitmap), True
+    return max(1, k_index), False  # at least one entry, even for a bucket too small for the budget
+
+
 def topk_hook(state: TopKState, bucket: GradBucket) -> _Future:
+    """Send each rank's top-k of its accumulated (velocity-corrected) gradient; `wait()` gives
+    the average over ranks of what they sent (decoded), as a dense flat gradient of the bucket."""
     flat = bucket.buffer()
     i, n = bucket.index, flat.numel()
     if i not in state.residual:
@@ -72,34 +96,64 @@ def topk_hook(state: TopKState, bucket: GradBucket) -> _Future:
     u, v = state.velocity[i], state.residual[i]
     u.mul_(state.momentum).add_(flat)  # momentum correction
     v.add_(u)
-    k = max(1, int(state.target * n * flat.element_size() / (flat.element_size() + 4)))
-    idx = _topk_indices(v.abs(), k)
-    vals = v[idx].contiguous()
-    idx32 = idx.to(dt.int32).contiguous()
+    codec = state.codec
+    k, bitmap = topk_budget(n, state.target, codec.per_value, codec.overhead, flat.element_size())
+    segments = _segments(bucket, n) if state.layerwise else None
+    idx = _topk_indices(v.abs(), k, segments)
     mask = zeros(n, dtype=dt.bool_)
     mask[idx] = True
-    v.masked_fill_(mask, 0.0)
+    if bitmap:  # values in ascending position order: receivers recover the positions from the bitmap
+        idx = arange(n)[mask]
+    payloads, sent = codec.encode(v[idx].to(dt.float32))
+    state.residual[i] = v.scatter_add(0, idx, -sent.to(flat.dtype))  # error feedback keeps rounding too
     if state.mask_momentum:  # DGC's momentum factor masking: off by default, since at full density it
         u.masked_fill_(mask, 0.0)  # would reset the momentum every step
+    payloads.append(pack_bits(mask) if bitmap else idx.to(dt.int32).contiguous())
     g = state.group
-    all_vals = empty(k * g.size, dtype=flat.dtype)
-    all_idx = empty(k * g.size, dtype=dt.int32)
-    w1 = comm.all_gather_into_tensor(all_vals, vals, g, async_op=True)
-    w2 = comm.all_gather_into_tensor(all_idx, idx32, g, async_op=True)
-    state.sent += vals.nbytes + idx32.nbytes
+    gathered, works = [], []
+    for p in payloads:
+        out = empty(p.numel() * g.size, dtype=p.dtype)
+        works.append(comm.all_gather_into_tensor(out, p, g, async_op=True))
+        gathered.append(out.reshape(g.size, -1))
+        state.sent += p.nbytes
     state.dense += flat.nbytes
 
     def value():
-        w1.wait()
-        w2.wait()
+        for w in works:
+            w.wait()
+        *vals, pos = gathered
+        if bitmap:
+            where = arange(n)
+            all_idx = cat([where[unpack_bits(b, n)] for b in pos])
+        else:
+            all_idx = pos.reshape(-1).long()
         dense = zeros(n, dtype=flat.dtype)
-        return dense.scatter_add(0, all_idx.long(), all_vals) / g.size
+        return dense.scatter_add(0, all_idx, codec.decode(vals, k).reshape(-1).to(flat.dtype)) / g.size
     return _Future(None, value)
 
 
-def _topk_indices(x: Tensor, k: int) -> Tensor:
-    """Indices of the k largest entries of a 1-D tensor."""
-    return x.topk(k).indices
+def _segments(bucket: GradBucket, n: int) -> list:
+    """(offset, size) of each parameter in the bucket's flat buffer, in offset order."""
+    segs = sorted((off, p.numel()) for p, off in zip(bucket.params, bucket.offsets))
+    return segs if segs and sum(s for _, s in segs) == n else [(0, n)]
+
+
+def _topk_indices(x: Tensor, k: int, segments: list | None = None) -> Tensor:
+    """Indices of k large entries of a 1-D tensor: the k largest overall, or with `segments`
+    ((offset, size) pairs covering x), the largest of each segment with k split in proportion to
+    the sizes (largest remainders get the leftover)."""
+    if not segments or len(segments) == 1:
+        return x.topk(k).indices
+    n = x.numel()
+    share = [k * s / n for _, s in segments]
+    ks = [min(s, int(q)) for q, (_, s) in zip(share, segments)]
+    for j in sorted(range(len(ks)), key=lambda j: ks[j] - share[j]):
+        if sum(ks) >= k:
+            break
+        if ks[j] < segments[j][1]:
+            ks[j] += 1
+    parts = [x[off:off + s].topk(kj).indices + off for (off, s), kj in zip(segments, ks) if kj]
+    return cat(parts)
 
 
 class PowerSGDState(_State):
@@ -211,5 +265,5 @@ def parse(spec: str, group=None):
                      "powersgd:RANK or terngrad")
 
 
-__all__ = ["CastState", "fp16_compress_hook", "TopKState", "topk_hook", "PowerSGDState", "powersgd_hook",
+__all__ = ["CastState", "fp16_compress_hook", "TopKState", "topk_hook", "topk_budget", "PowerSGDState", "powersgd_hook",
            "TernGradState", "terngrad_hook", "parse"]
