@@ -14,6 +14,7 @@ import ctypes
 import numpy as np
 
 from ..tensor import Tensor
+from . import library
 from .graph import AttrRef, Ref, _leaves
 from .kernel_ir import contiguous_strides
 from .optim_kernels import run_optimizer_step
@@ -204,6 +205,9 @@ class Plan:
         self.persistent_bytes = sum(b.nbytes for b in slots.values())
         # buffers likely to be the same object next call: persistent ones, parameters, constants
         stable = internal | {vid for vid, g in graph.externals.items() if not isinstance(g, InputGetter)}
+        blas = None  # matmul and attention kernels (library.c), built when the graph has such ops
+        if lib is not None and any(graph.nodes[i].name in library.LIBRARY_OPS for k, i in schedule if k == "node"):
+            blas = library.load()
         for kind, idx in schedule:
             if kind == "group":
                 grp = groups[idx]
@@ -217,7 +221,12 @@ class Plan:
                     self.kernel_steps.append(s)
             else:
                 n = graph.nodes[idx]
-                self.steps.append(special_step(graph, n, lib) if n.kind == "special" else op_step(graph, n))
+                if n.kind == "special":
+                    self.steps.append(special_step(graph, n, lib))
+                elif blas is not None and n.name in library.LIBRARY_OPS and not n.n_attr_inputs:
+                    self.steps.append(library.step(graph, n, blas, op_step(graph, n)))
+                else:
+                    self.steps.append(op_step(graph, n))
         self.n_values = len(graph.values)
         self.externals = [(vid, g.index if isinstance(g, InputGetter) else None, g)
                           for vid, g in graph.externals.items()]

@@ -13,6 +13,7 @@ from .. import dtype as dt
 from ..autograd import _Mode
 from ..errors import AutogradError, DTypeError
 from ..tensor import Tensor
+from . import attention as _attention  # noqa: F401  (the fused sdpa op)
 from . import elementwise, indexing, linalg, movement, reduce
 from . import nn as _nn_ops  # unfold/fold, max_pool2d, softmax, norms for ember.nn.functional
 from . import sort as _sort

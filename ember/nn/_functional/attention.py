@@ -1,12 +1,15 @@
-"""scaled_dot_product_attention written with ember ops (matmul, the fused softmax, dropout)."""
+"""scaled_dot_product_attention: the fused `sdpa` op where it applies (4-D, same shapes, no mask or
+dropout), else written with ember ops (matmul, the fused softmax, dropout)."""
 
 from __future__ import annotations
 
 import math
 
+from ... import amp as _amp
 from ... import creation
 from ... import dtype as dt
 from ...errors import DTypeError, ShapeError, fmt_shape
+from ...ops import attention as _attention
 from ...ops import linalg as _linalg
 from ...ops import nn as _nnops
 from ...tensor import Tensor
@@ -42,6 +45,10 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         key, value = (_repeat_heads(t, hq // hk) for t in (key, value))
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    if attn_mask is None and dropout_p == 0.0 and _attention.fusable(query, key, value):
+        query, key = _amp.cast_pair(query, key)  # autocast: attention runs in the low dtype, as torch's
+        value = _amp.cast_pair(value, value)[0]
+        return _attention.sdpa(query, key, value, scale, is_causal)  # one op (ops/attention.py)
     scores = _linalg.matmul(query * scale, key.mT)  # scaling q costs L*E, not L*S
     # masks are applied as an additive 0 / -inf bias: a broadcast add is far cheaper than a
     # broadcast `where` over the (..., L, S) scores, and only the small mask is converted

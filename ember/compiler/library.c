@@ -1,0 +1,189 @@
+/* Hand-written library kernels that compiled plans call: matmul and fused attention.
+ *
+ * Matmul stays with BLAS (OpenBLAS's sgemm is faster than anything a code generator of this size
+ * would emit), but it runs on *our* OpenMP threads: each thread calls single-threaded sgemm on its
+ * share of rows or of the batch. One thread pool for BLAS and the fused kernels means neither pool
+ * spins on the cores the other needs (see ember/_threadpools.py).
+ *
+ * Attention runs per (batch, head) on one thread: S = scale * Q K^T, the causal mask and softmax
+ * in place, O = P V; backward from the saved probabilities P. PyTorch does the same on CPU
+ * (a fused attention kernel) rather than materialising each step as a separate op.
+ *
+ * Strides are in elements; a matrix operand needs unit stride along one of its two dims.
+ */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <omp.h>
+
+/* inside `omp simd` loops GCC then calls glibc's vector expf (libmvec) instead of the scalar one */
+#pragma omp declare simd notinbranch
+float expf(float);
+
+typedef int64_t i64;
+typedef void (*sgemm64_t)(int, int, int, i64, i64, i64, float, const float *, i64, const float *, i64,
+                          float, float *, i64);
+typedef void (*sgemm32_t)(int, int, int, int, int, int, float, const float *, int, const float *, int,
+                          float, float *, int);
+typedef void (*set_threads_t)(int);
+typedef int (*get_threads_t)(void);
+
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+
+static void *g_sgemm;
+static int g_ilp64;
+static set_threads_t g_set_threads;
+static get_threads_t g_get_threads;
+
+void ember_lib_init(void *sgemm, int ilp64, void *set_threads, void *get_threads) {
+    g_sgemm = sgemm;
+    g_ilp64 = ilp64;
+    g_set_threads = (set_threads_t)set_threads;
+    g_get_threads = (get_threads_t)get_threads;
+}
+
+/* C (m x n, row stride ldc) = alpha * op(A) op(B) + beta * C, row-major */
+static void gemm(int ta, int tb, i64 m, i64 n, i64 k, float alpha, const float *a, i64 lda, const float *b,
+                 i64 ldb, float beta, float *c, i64 ldc) {
+    if (g_ilp64)
+        ((sgemm64_t)g_sgemm)(ROW_MAJOR, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else
+        ((sgemm32_t)g_sgemm)(ROW_MAJOR, ta, tb, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta,
+                             c, (int)ldc);
+}
+
+/* BLAS runs single-threaded inside our parallel regions; its own count is restored after */
+static int blas_serial(void) {
+    int prev = g_get_threads ? g_get_threads() : 1;
+    if (g_set_threads && prev != 1) g_set_threads(1);
+    return prev;
+}
+
+static void blas_restore(int prev) {
+    if (g_set_threads && prev != 1) g_set_threads(prev);
+}
+
+/* transpose flag and leading dimension of a (rows x cols) operand with strides (s_row, s_col) */
+static int layout(i64 s_row, i64 s_col, i64 cols, i64 *ld) {
+    if (s_col == 1) {
+        *ld = s_row > cols ? s_row : cols;
+        return NO_TRANS;
+    }
+    *ld = s_col;
+    return TRANS;
+}
+
+/* C[i,j] (M x N, contiguous) = A[i,j] (M x K) @ B[i,j] (K x N) for i < b1, j < b2: two batch dims
+ * with their own strides (sa1, sa2; sb1, sb2), so attention's (B, H) heads of a strided q, k, v
+ * need no copy. Batches and row blocks are spread over the threads; bias (length N, or NULL) is
+ * added. */
+void ember_matmul(i64 b1, i64 b2, i64 M, i64 N, i64 K, const float *A, i64 sa1, i64 sa2, i64 sam, i64 sak,
+                  const float *B, i64 sb1, i64 sb2, i64 sbk, i64 sbn, float *C, const float *bias) {
+    i64 batch = b1 * b2;
+    i64 lda, ldb;
+    int ta = layout(sam, sak, K, &lda), tb = layout(sbk, sbn, N, &ldb);
+    if (ta == TRANS && lda < M) lda = M;
+    if (tb == TRANS && ldb < K) ldb = K;
+    int nt = omp_get_max_threads();
+    i64 chunks = batch >= nt ? 1 : (nt + batch - 1) / batch;
+    if (chunks > M) chunks = M > 0 ? M : 1;
+    i64 tasks = batch * chunks;
+    int prev = blas_serial();
+#pragma omp parallel for schedule(static) if (tasks > 1)
+    for (i64 t = 0; t < tasks; t++) {
+        i64 b = t / chunks, c = t % chunks, i = b / b2, j = b % b2;
+        i64 m0 = M * c / chunks, m1 = M * (c + 1) / chunks;
+        if (m1 <= m0) continue;
+        const float *a = A + i * sa1 + j * sa2 + m0 * sam;
+        float *out = C + b * M * N + m0 * N;
+        gemm(ta, tb, m1 - m0, N, K, 1.0f, a, lda, B + i * sb1 + j * sb2, ldb, 0.0f, out, N);
+        if (bias)
+            for (i64 i = 0; i < m1 - m0; i++) {
+#pragma omp simd
+                for (i64 j = 0; j < N; j++) out[i * N + j] += bias[j];
+            }
+    }
+    blas_restore(prev);
+}
+
+/* softmax of each row of S (L x Sn, contiguous) in place; causal rows see keys j <= i only */
+static void softmax_rows(float *s, i64 L, i64 Sn, int causal) {
+    for (i64 i = 0; i < L; i++) {
+        float *row = s + i * Sn;
+        i64 n = causal ? (i + 1 < Sn ? i + 1 : Sn) : Sn;
+        float mx = -INFINITY, sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+        for (i64 j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+#pragma omp simd reduction(+ : sum)
+        for (i64 j = 0; j < n; j++) {
+            row[j] = expf(row[j] - mx);
+            sum += row[j];
+        }
+        float inv = 1.0f / sum;
+#pragma omp simd
+        for (i64 j = 0; j < n; j++) row[j] *= inv;
+        for (i64 j = n; j < Sn; j++) row[j] = 0.0f;
+    }
+}
+
+/* out (B,H,L,Ev contiguous) = softmax(scale * q k^T [causal]) v; P (B,H,L,S contiguous) keeps the
+ * probabilities for backward. q (B,H,L,E), k (B,H,S,E), v (B,H,S,Ev) with strides sq, sk, sv. */
+void ember_sdpa_fwd(i64 B, i64 H, i64 L, i64 S, i64 E, i64 Ev, const float *q, const i64 *sq, const float *k,
+                    const i64 *sk, const float *v, const i64 *sv, float scale, int causal, float *out, float *P) {
+    i64 ldq, ldk, ldv;
+    int tq = layout(sq[2], sq[3], E, &ldq), tk = layout(sk[2], sk[3], E, &ldk);
+    int tv = layout(sv[2], sv[3], Ev, &ldv);
+    int prev = blas_serial();
+#pragma omp parallel for schedule(static)
+    for (i64 bh = 0; bh < B * H; bh++) {
+        i64 b = bh / H, h = bh % H;
+        const float *qh = q + b * sq[0] + h * sq[1], *kh = k + b * sk[0] + h * sk[1];
+        const float *vh = v + b * sv[0] + h * sv[1];
+        float *p = P + bh * L * S;
+        /* k^T: a NO_TRANS k (rows = keys) is read transposed, and vice versa */
+        gemm(tq, tk == NO_TRANS ? TRANS : NO_TRANS, L, S, E, scale, qh, ldq, kh, ldk, 0.0f, p, S);
+        softmax_rows(p, L, S, causal);
+        gemm(NO_TRANS, tv, L, Ev, S, 1.0f, p, S, vh, ldv, 0.0f, out + bh * L * Ev, Ev);
+    }
+    blas_restore(prev);
+}
+
+/* Gradients of ember_sdpa_fwd into grads = (3, B, H, L, E) contiguous: dq, dk, dv (L == S, E == Ev).
+ * dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(P * dP));  dQ = scale dS K;  dK = scale dS^T Q. */
+void ember_sdpa_bwd(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 *sg, const float *q, const i64 *sq,
+                    const float *k, const i64 *sk, const float *v, const i64 *sv, const float *P, float scale,
+                    float *grads) {
+    i64 ldg, ldq, ldk, ldv, n = B * H * L * E;
+    int tg = layout(sg[2], sg[3], E, &ldg), tq = layout(sq[2], sq[3], E, &ldq);
+    int tk = layout(sk[2], sk[3], E, &ldk), tv = layout(sv[2], sv[3], E, &ldv);
+    int prev = blas_serial();
+#pragma omp parallel
+    {
+        float *ds = malloc(sizeof(float) * L * L);
+#pragma omp for schedule(static)
+        for (i64 bh = 0; bh < B * H; bh++) {
+            i64 b = bh / H, h = bh % H;
+            const float *gh = g + b * sg[0] + h * sg[1], *qh = q + b * sq[0] + h * sq[1];
+            const float *kh = k + b * sk[0] + h * sk[1], *vh = v + b * sv[0] + h * sv[1];
+            const float *p = P + bh * L * L;
+            float *dq = grads + bh * L * E, *dk = grads + n + bh * L * E, *dv = grads + 2 * n + bh * L * E;
+            gemm(TRANS, tg, L, E, L, 1.0f, p, L, gh, ldg, 0.0f, dv, E);
+            gemm(tg, tv == NO_TRANS ? TRANS : NO_TRANS, L, L, E, 1.0f, gh, ldg, vh, ldv, 0.0f, ds, L);
+            for (i64 i = 0; i < L; i++) {
+                const float *pr = p + i * L;
+                float *dr = ds + i * L, d = 0.0f;
+#pragma omp simd reduction(+ : d)
+                for (i64 j = 0; j < L; j++) d += pr[j] * dr[j];
+#pragma omp simd
+                for (i64 j = 0; j < L; j++) dr[j] = pr[j] * (dr[j] - d);
+            }
+            gemm(NO_TRANS, tk, L, E, L, scale, ds, L, kh, ldk, 0.0f, dq, E);
+            gemm(TRANS, tq, L, E, L, scale, ds, L, qh, ldq, 0.0f, dk, E);
+        }
+        free(ds);
+    }
+    blas_restore(prev);
+}

@@ -1,0 +1,222 @@
+"""Library kernels for compiled plans: matmul through BLAS on OpenMP threads, fused attention.
+
+library.c is hand-written (not generated): it calls the sgemm of the BLAS NumPy already loaded
+(found in this process's memory map, so no second BLAS is linked) from the same OpenMP threads
+that run the fused kernels. `load()` builds it through the toolchain's cache and returns None
+where that cannot work (no C compiler, a NumPy without OpenBLAS); the runtime then uses the
+registry's NumPy kernels, which give the same results.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+from . import toolchain
+
+SOURCE_PATH = os.path.join(os.path.dirname(__file__), "library.c")
+_c_void_p, _i64 = ctypes.c_void_p, ctypes.c_int64
+# (symbol prefix, suffix, ILP64?) of the OpenBLAS builds NumPy ships or links
+_VARIANTS = (("scipy_", "64_", True), ("", "64_", True), ("", "", False))
+_state: dict = {}
+
+
+def find_blas():
+    """(sgemm, ILP64?, set_num_threads, get_num_threads) addresses from the OpenBLAS NumPy
+    loaded, or None."""
+    if "blas" in _state:
+        return _state["blas"]
+    found = None
+    paths = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                p = line.split()[-1]
+                name = os.path.basename(p).lower()
+                if "openblas" in name and ".so" in name and p not in paths:
+                    paths.append(p)
+    except OSError:
+        pass
+    for path in paths:
+        try:
+            dll = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for pre, suf, ilp64 in _VARIANTS:
+            try:
+                sgemm = getattr(dll, f"{pre}cblas_sgemm{suf}")
+                set_n = getattr(dll, f"{pre}openblas_set_num_threads{suf}")
+                get_n = getattr(dll, f"{pre}openblas_get_num_threads{suf}")
+            except AttributeError:
+                continue
+            addr = [ctypes.cast(f, _c_void_p).value for f in (sgemm, set_n, get_n)]
+            found = (addr[0], ilp64, addr[1], addr[2], dll)
+            break
+        if found:
+            break
+    _state["blas"] = found
+    return found
+
+
+def load():
+    """The built library.c, initialised with NumPy's BLAS; None where it cannot be used."""
+    if "lib" in _state:
+        return _state["lib"]
+    lib = None
+    blas = find_blas()
+    if blas is not None and toolchain.find_compiler() is not None:
+        with open(SOURCE_PATH) as f:
+            lib = toolchain.build(f.read())
+        lib.ember_lib_init(_c_void_p(blas[0]), ctypes.c_int(int(blas[1])), _c_void_p(blas[2]), _c_void_p(blas[3]))
+        lib.ember_matmul.restype = None
+        lib.ember_sdpa_fwd.restype = None
+        lib.ember_sdpa_bwd.restype = None
+    _state["lib"] = lib
+    return lib
+
+
+def _ptr(a: np.ndarray) -> _c_void_p:
+    return _c_void_p(a.__array_interface__["data"][0])
+
+
+def _mat_strides(a: np.ndarray):
+    """Element strides of a's last two dims if BLAS can read it (one of them unit), else None."""
+    r, c = a.shape[-2:]
+    sr, sc = (s // 4 for s in a.strides[-2:])
+    if c == 1 or sc == 1:
+        return (max(sr, c, 1) if r > 1 else max(c, 1)), 1
+    if r == 1 or sr == 1:
+        return 1, (max(sc, r, 1) if c > 1 else max(r, 1))
+    return None
+
+
+def _batch_dims(a: np.ndarray, b: np.ndarray, batch_shape):
+    """The (broadcast) batch dims of a and b as at most two (size, a stride, b stride) triples,
+    outer first, merging dims that are one walk for both; None if more than two remain."""
+    dims = []
+    ea, eb = (np.broadcast_to(x, tuple(batch_shape) + x.shape[-2:]) for x in (a, b))
+    for d, sa, sb in zip(batch_shape, ea.strides[:-2], eb.strides[:-2]):
+        if d == 1:
+            continue
+        sa, sb = sa // 4, sb // 4
+        if dims and dims[-1][1] == sa * d and dims[-1][2] == sb * d:
+            dims[-1] = (dims[-1][0] * d, sa, sb)  # the outer dim steps exactly over this one
+        else:
+            dims.append((d, sa, sb))
+    if len(dims) > 2:
+        return None
+    return [(1, 0, 0)] * (2 - len(dims)) + dims
+
+
+def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray | None:
+    """a @ b (+ bias) for float32 operands of 2+ dims through ember_matmul; None if the layout
+    is one BLAS cannot read directly (the caller then uses NumPy)."""
+    if a.dtype != np.float32 or b.dtype != np.float32 or a.ndim < 2 or b.ndim < 2:
+        return None
+    M, K = a.shape[-2:]
+    N = b.shape[-1]
+    if b.shape[-2] != K:
+        return None
+    batch_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    sa, sb = _mat_strides(a), _mat_strides(b)
+    if sa is None or sb is None:
+        return None
+    bd = _batch_dims(a, b, batch_shape)
+    if bd is None:
+        return None
+    out = np.empty(tuple(batch_shape) + (M, N), np.float32)
+    if out.size == 0:
+        return out
+    if K == 0:
+        out[...] = 0 if bias is None else bias
+        return out
+    (b1, sa1, sb1), (b2, sa2, sb2) = bd
+    lib.ember_matmul(_i64(b1), _i64(b2), _i64(M), _i64(N), _i64(K), _ptr(a), _i64(sa1), _i64(sa2), _i64(sa[0]),
+                     _i64(sa[1]), _ptr(b), _i64(sb1), _i64(sb2), _i64(sb[0]), _i64(sb[1]), _ptr(out),
+                     _ptr(bias) if bias is not None else _c_void_p(None))
+    return out
+
+
+def _strides4(a: np.ndarray):
+    """Element strides of a float32 (B, H, rows, cols) array, the last two as BLAS reads them."""
+    if a.dtype != np.float32 or a.ndim != 4:
+        return None
+    m = _mat_strides(a)
+    if m is None:
+        return None
+    return (ctypes.c_int64 * 4)(a.strides[0] // 4, a.strides[1] // 4, *m)
+
+
+def sdpa_forward(lib, q, k, v, scale: float, causal: bool):
+    """(out, P) of the fused attention for float32 (B, H, L, E) inputs; None if not applicable."""
+    sq, sk, sv = _strides4(q), _strides4(k), _strides4(v)
+    if sq is None or sk is None or sv is None or q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3]:
+        return None
+    if min(q.shape) == 0 or min(k.shape) == 0:
+        return None
+    B, H, L, E = q.shape
+    S, Ev = k.shape[2], v.shape[3]
+    out = np.empty((B, H, L, Ev), np.float32)
+    P = np.empty((B, H, L, S), np.float32)
+    lib.ember_sdpa_fwd(_i64(B), _i64(H), _i64(L), _i64(S), _i64(E), _i64(Ev), _ptr(q), sq, _ptr(k), sk,
+                       _ptr(v), sv, ctypes.c_float(scale), ctypes.c_int(int(causal)), _ptr(out), _ptr(P))
+    return out, P
+
+
+def sdpa_backward(lib, g, q, k, v, P, scale: float):
+    """(3, B, H, L, E) gradients of q, k, v; None if not applicable (needs L == S, E == Ev)."""
+    arrs = [g, q, k, v]
+    st = [_strides4(a) for a in arrs]
+    if any(s is None for s in st) or len({a.shape for a in arrs}) != 1 or P.dtype != np.float32:
+        return None
+    B, H, L, E = q.shape
+    if min(q.shape) == 0:
+        return None
+    P = np.ascontiguousarray(P)
+    grads = np.empty((3, B, H, L, E), np.float32)
+    lib.ember_sdpa_bwd(_i64(B), _i64(H), _i64(L), _i64(E), _ptr(g), st[0], _ptr(q), st[1], _ptr(k), st[2],
+                       _ptr(v), st[3], _ptr(P), ctypes.c_float(scale), _ptr(grads))
+    return grads
+
+
+def step(graph, n, lib, fallback):
+    """A runtime closure for node `n` (matmul, sdpa, sdpa_backward) through library.c, using
+    `fallback` (the registry's NumPy kernel) for any call whose dtype or layout it cannot take."""
+    ins, outs = list(n.inputs), list(n.outs)
+    if graph.values[outs[0]].dtype.np != np.float32:
+        return fallback
+    o0 = outs[0]
+    if n.name == "matmul":
+        a_id, b_id = ins
+
+        def run_matmul(env):
+            r = matmul(lib, env[a_id], env[b_id])
+            if r is None:
+                return fallback(env)
+            env[o0] = r
+        return run_matmul
+    if n.name == "sdpa":
+        scale, causal, o1 = n.attrs["scale"], n.attrs["causal"], outs[1]
+        q_id, k_id, v_id = ins
+
+        def run_sdpa(env):
+            r = sdpa_forward(lib, env[q_id], env[k_id], env[v_id], scale, causal)
+            if r is None:
+                return fallback(env)
+            env[o0], env[o1] = r
+        return run_sdpa
+    if n.name == "sdpa_backward":
+        scale = n.attrs["scale"]
+
+        def run_sdpa_backward(env):
+            r = sdpa_backward(lib, *(env[i] for i in ins), scale)
+            if r is None:
+                return fallback(env)
+            env[o0] = r
+        return run_sdpa_backward
+    return fallback
+
+
+LIBRARY_OPS = ("matmul", "sdpa", "sdpa_backward")

@@ -1,0 +1,122 @@
+"""The fused attention op (ops/attention.py): the path F.scaled_dot_product_attention takes for 4-D
+inputs of one shape without mask or dropout. Against PyTorch, float64 finite differences and the
+composite (unfused) formula; its library kernel (compiler/library.c) against the eager op."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import ember
+import ember.nn.functional as F
+from ember.compiler import library
+from ember.ops import attention as attention_ops
+from tests.helpers import check_op, gradcheck, gradgradcheck
+
+
+def _heads(lib, x, B, T, H):
+    """Split a (B, T, 3*H*E) projection into head-major q, k, v views, as the GPT does."""
+    C = x.shape[-1] // 3
+    q, k, v = x.split(C, dim=2)
+    return [t.reshape(B, T, H, C // H).transpose(1, 2) for t in (q, k, v)]
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(is_causal=True), dict(scale=0.3, is_causal=True)])
+def test_fused_attention_on_head_split_views_matches_torch(kw):
+    def fn(lib, x):
+        q, k, v = _heads(lib, x, 2, 7, 3)
+        y = (F if lib is ember else TF).scaled_dot_product_attention(q, k, v, **kw)
+        if lib is ember:
+            assert y.grad_fn.op.name == "sdpa"  # the fused op, not the composite
+        return y
+    check_op(fn, [(2, 7, 36)])
+
+
+def test_fused_attention_first_and_second_derivatives_float64():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.uniform(-1, 1, size=(1, 2, 4, 3)) for _ in range(3))
+    for causal in (False, True):
+        fn = lambda q, k, v, c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c)  # noqa: E731
+        gradcheck(fn, [q, k, v])
+        gradgradcheck(fn, [q, k, v], atol=1e-5, rtol=1e-4)
+
+
+def test_fused_and_composite_attention_agree():
+    x = ember.randn(2, 5, 24, requires_grad=True)
+    w = ember.randn(2, 2, 5, 4)
+    outs = []
+    for fused in (True, False):
+        x.grad = None
+        q, k, v = _heads(ember, x, 2, 5, 2)
+        if fused:
+            y = attention_ops.sdpa(q, k, v, 0.5, True)
+        else:  # the same attention from separate ops
+            s = ((q * 0.5) @ k.mT).masked_fill(ember.ones(5, 5).tril() == 0, float("-inf"))
+            y = F.softmax(s, -1) @ v
+        (y * w).sum().backward()
+        outs.append((y.detach().numpy(), x.grad.numpy()))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [ember.float16, ember.bfloat16])
+def test_fused_attention_keeps_a_low_precision_dtype(dtype):
+    q = ember.randn(1, 2, 4, 8).to(dtype)
+    y = F.scaled_dot_product_attention(q, q, q, is_causal=True)
+    ref = TF.scaled_dot_product_attention(*(torch.from_numpy(q.float().numpy()),) * 3, is_causal=True)
+    assert y.dtype is dtype
+    np.testing.assert_allclose(y.float().numpy(), ref.numpy(), atol=2e-2, rtol=2e-2)
+
+
+def test_masks_dropout_and_uneven_shapes_take_the_composite():
+    q = ember.randn(1, 2, 4, 8, requires_grad=True)
+    k = ember.randn(1, 2, 6, 8, requires_grad=True)
+    assert F.scaled_dot_product_attention(q, k, k).grad_fn.op.name != "sdpa"
+    mask = ember.ones(4, 4, dtype=ember.bool)
+    assert F.scaled_dot_product_attention(q, q, q, attn_mask=mask).grad_fn.op.name != "sdpa"
+    assert F.scaled_dot_product_attention(q, q, q).grad_fn.op.name == "sdpa"
+
+
+# --- the library kernels the compiler calls ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lib():
+    lib = library.load()
+    if lib is None:
+        pytest.skip("library.c needs a C compiler and NumPy's OpenBLAS")  # CI has both
+    return lib
+
+
+def test_library_attention_equals_the_eager_op(lib):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 9, 3, 2, 4), dtype=np.float32)  # (B, T, qkv, H, E)
+    q, k, v = (x[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # strided head views
+    op = attention_ops.ScaledDotProductAttention
+    for causal in (False, True):
+        ref_out, ref_p = op.forward(np, q, k, v, scale=0.4, causal=causal)
+        out, p = library.sdpa_forward(lib, q, k, v, 0.4, causal)
+        np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(p, ref_p, rtol=1e-5, atol=1e-7)
+        g = rng.standard_normal(out.shape, dtype=np.float32)
+        ref = attention_ops.ScaledDotProductAttentionBackward.forward(np, g, q, k, v, ref_p, scale=0.4)
+        got = library.sdpa_backward(lib, g, q, k, v, p, 0.4)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_library_matmul_reads_strided_operands_without_copies(lib):
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((40, 24), dtype=np.float32)
+    b = rng.standard_normal((24, 33), dtype=np.float32)
+    x = rng.standard_normal((2, 9, 3, 2, 4), dtype=np.float32)
+    q, k = (x[:, :, i].transpose(0, 2, 1, 3) for i in range(2))
+    bias = rng.standard_normal(33, dtype=np.float32)
+    cases = [(a, b), (np.asfortranarray(a), b), (a, np.asfortranarray(b)), (a[::1, :12], b[:12]),
+             (q, k.swapaxes(-1, -2)), (rng.standard_normal((3, 40, 24), dtype=np.float32), b)]
+    for x1, x2 in cases:
+        np.testing.assert_allclose(library.matmul(lib, x1, x2), x1 @ x2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(library.matmul(lib, a, b, bias), a @ b + bias, rtol=1e-5, atol=1e-5)
+    # layouts BLAS cannot read (no unit stride in the matrix) are left to NumPy
+    assert library.matmul(lib, a[:, ::2], b[:12]) is None
+    assert library.matmul(lib, a.astype(np.float64), b) is None
