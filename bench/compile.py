@@ -1,8 +1,9 @@
-"""ember.compile against ember eager and PyTorch eager, side by side in one run: W1 (MLP training
-step), W2 (ConvNet training step), W3 (GPT training step), a single-token decode-like forward,
-kernels per step against eager dispatches, and compile time (cold and from the cache).
+"""ember.compile against ember eager, PyTorch eager and (W3) torch.compile, side by side in one run:
+W1 (MLP training step), W2 (ConvNet training step), W3 (GPT training step), a single-token
+decode-like forward, kernels per step against eager dispatches, and compile time (cold, cached).
 
-Usage: `python bench/compile.py [--workload mlp|cnn|gpt-train|decode|all] [--reps 20] [--repeats 3]`.
+Usage: `python bench/compile.py [--workload mlp|cnn|gpt-train|decode|all] [--reps 20] [--repeats 3]
+[--no-torch-compile]`.
 """
 
 from __future__ import annotations
@@ -27,21 +28,25 @@ TITLES = {"mlp": "W1 mlp SGD-m b128", "cnn": "W2 cnn ConvNet Adam b64",
           "decode": "decode-like: W3 model forward on 1 token"}
 
 
-def build(workload: str, seed: int = 0):
-    """Step functions (ember eager, ember compiled, torch eager) on the same weights and batches."""
+def build(workload: str, seed: int = 0, torch_compile: bool = False):
+    """Step functions (ember eager, ember compiled, torch eager and, with `torch_compile`, torch.compile
+    of the model with inductor's C++ backend) on the same weights and batches."""
     name, twin, batch, (opt_name, opt_kw), _ = WORKLOADS[workload]
     ember.manual_seed(seed)
     torch.manual_seed(seed)
     variants = {}
     ref_sd = None  # the ember model's initial weights, copied into the torch twin
     data = synthetic_batches(workload, batch, np.random.default_rng(seed))
-    for kind in ("ember", "compiled", "torch"):
-        if kind == "torch":
+    kinds = ("ember", "compiled", "torch") + (("torch.compile",) if torch_compile else ())
+    for kind in kinds:
+        if kind.startswith("torch"):
             model = twin()
             model.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ref_sd.items()})
             opt = getattr(torch.optim, opt_name)(model.parameters(), **opt_kw)
             batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in data]
             ce = torch.nn.functional.cross_entropy
+            if kind == "torch.compile":  # forward and backward compiled (AOTAutograd); AdamW stays eager
+                model = torch.compile(model)
         else:
             ember.manual_seed(seed)
             model = models.get_model(name)
@@ -118,23 +123,29 @@ def compile_times(workload: str) -> tuple[float, float, dict]:
     return out[0], out[1], report
 
 
-def run(workload: str, reps: int, repeats: int):
-    variants, items = build_decode() if workload == "decode" else build(workload)
-    for call, _ in variants.values():
+def run(workload: str, reps: int, repeats: int, torch_compile: bool = False):
+    variants, items = build_decode() if workload == "decode" else build(workload, torch_compile=torch_compile)
+    tc_build = None
+    for kind, (call, _) in variants.items():
+        t0 = time.perf_counter()
         call()  # first call: traces and builds
+        if kind == "torch.compile":
+            tc_build = time.perf_counter() - t0
     times = compare({k: v[0] for k, v in variants.items()}, reps=reps, repeats=repeats, warmup=3)
     e, c = times["ember"], times["compiled"]
-    t = times.get("torch")
+    t, tc = times.get("torch"), times.get("torch.compile")
     row = [TITLES[workload], f"{items / c.median:,.0f} ({spread(c)})", fmt_time(c.median),
            fmt_time(e.median), f"{e.median / c.median:.2f}x",
-           fmt_time(t.median) if t else "-", f"{t.median / c.median:.2f}x" if t else "-"]
+           fmt_time(t.median) if t else "-", f"{t.median / c.median:.2f}x" if t else "-",
+           fmt_time(tc.median) if tc else "-", f"{tc.median / c.median:.2f}x" if tc else "-"]
     cold, warm, rep = compile_times(workload)
     s = rep["steps"]
     launches = s["kernels"] + s["library_ops"] - s["views"] + s["optimizer_steps"]
     note = (f"{workload}: {s['kernels']} fused kernels + {s['library_ops']} library ops ({s['views']} of them "
             f"views) + {s['optimizer_steps']} fused optimizer steps per call vs {rep['eager_dispatches']} eager op "
             f"dispatches: {launches} passes over memory, {rep['eager_dispatches'] / max(1, launches):.1f}x fewer; "
-            f"compile {cold:.2f} s cold, {warm:.2f} s from the cache")
+            f"compile {cold:.2f} s cold, {warm:.2f} s from the cache"
+            + (f"; torch.compile's first call {tc_build:.1f} s" if tc_build is not None else ""))
     return row, list(times.values()), note
 
 
@@ -143,18 +154,20 @@ def main(argv=None) -> None:
     p.add_argument("--workload", choices=["mlp", "cnn", "gpt-train", "decode", "all"], default="all")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-torch-compile", action="store_true",
+                   help="skip the torch.compile variant of gpt-train (its first call compiles for ~30 s)")
     args = p.parse_args(argv)
     names = ["mlp", "cnn", "gpt-train", "decode"] if args.workload == "all" else [args.workload]
     rows, all_times, notes = [], [], []
     for w in names:
-        row, times, note = run(w, args.reps, args.repeats)
+        row, times, note = run(w, args.reps, args.repeats, torch_compile=w == "gpt-train" and not args.no_torch_compile)
         rows.append(row)
         all_times += times
         notes.append(note)
     print(machine_header(torch))
     print(table("ember.compile (backend='c') against eager, one run",
                 ["workload", "items/s compiled", "compiled", "ember eager", "vs ember", "torch eager",
-                 "vs torch"], rows, notes + busy_note(all_times)))
+                 "vs torch", "torch.compile", "vs t.compile"], rows, notes + busy_note(all_times)))
 
 
 if __name__ == "__main__":

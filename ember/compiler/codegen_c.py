@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .. import dtype as dt
-from .kernel_ir import CTYPES, Kernel
+from .kernel_ir import CTYPES, Kernel, Piece
 
 PARALLEL_MIN = 1 << 20  # elements below which threads cost more than they save (2 busy cores)
 
@@ -26,7 +26,12 @@ def _vector_decls() -> str:
     return "".join(out)
 
 
-HEADER = """#include <math.h>
+HEADER = """/* with AVX-512, let GCC use 512-bit vectors (its default stays 256): libmvec's 16-wide tanhf and
+   expf make tanh-heavy kernels (gelu, gelu_backward) about 2x faster */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 typedef long long i64;
@@ -156,7 +161,12 @@ def render_kernel(k: Kernel) -> str:
     total = math.prod(k.dims)
     nd = len(k.dims)
     body_indent = "  " * (nd + 1)
-    if k.reduce is None:
+    if k.pieces:
+        for p in k.pieces:
+            lines += _copy_piece(p, total >= PARALLEL_MIN)
+    elif k.scatter is not None:
+        lines += _scatter_add(k)
+    elif k.reduce is None:
         for d in range(nd):
             ind = "  " * (d + 1)
             if d == 0 and total >= PARALLEL_MIN:
@@ -219,30 +229,122 @@ def render_kernel(k: Kernel) -> str:
     return "\n".join(lines)
 
 
+COLUMN_CHUNK_ROWS = 64  # a column reduction splits its reduced rows into chunks of at least this many
+COLUMN_MAX_CHUNKS = 8  # ... and at most this many chunks, whatever the number of threads
+
+
+def column_chunks(rows: int) -> int:
+    """How many fixed chunks a column reduction over `rows` reduced rows is split into."""
+    return max(1, min(COLUMN_MAX_CHUNKS, rows // COLUMN_CHUNK_ROWS))
+
+
 def _column_reduce(k: Kernel, acc_t: str, init: str, combine: str) -> list:
-    """A reduction over leading (outer-in-memory) dims: walk memory in order, accumulating a whole
-    row of outputs at a time in a scratch array, so the inner loop stays contiguous."""
+    """A reduction whose innermost dim is kept (bias gradients reduce the leading dims, `x.sum(1)`
+    of (B, T, C) a middle one): walk memory in order, the kept dims before the reduced ones
+    outermost (`k.column_outer` loops), then the reduced dims, then the other kept dims innermost,
+    contiguous and vectorized, each output accumulating in its own slot of a scratch array.
+
+    Big enough to go parallel, threads split the outer kept loop; with no such loop, the outermost
+    reduced loop is cut into a fixed number of chunks (not one per thread), each with its own
+    partial results, combined in chunk order afterwards: the same result for any thread count and
+    schedule."""
     op, src, out_arg, acc_dtype = k.reduce
-    no, nd = k.n_outer, len(k.dims)
+    no, nd, c1 = k.n_outer, len(k.dims), k.column_outer
     kept = math.prod(k.dims[:no])
-    lines = [f"  {acc_t} *accs = ({acc_t} *)malloc(sizeof({acc_t}) * {kept});",
-             f"  for (i64 j = 0; j < {kept}; j++) accs[j] = {init};"]
-    order = list(range(no, nd)) + list(range(no))
+    rows = k.dims[no]
+    big = math.prod(k.dims) >= PARALLEL_MIN
+    nch = column_chunks(rows) if big and c1 == 0 else 1  # chunks only to go parallel
+    pad = "  " if nch > 1 else ""  # the chunk loop's indent
+    lines = [f"  {acc_t} *part = ({acc_t} *)malloc(sizeof({acc_t}) * {nch * kept});"]
+    if nch > 1:
+        lines += ["  #pragma omp parallel for schedule(static)",
+                  f"  for (i64 c = 0; c < {nch}; c++) {{",
+                  f"    {acc_t} *restrict accs = part + c * {kept};"]
+    else:
+        lines.append(f"  {acc_t} *restrict accs = part;")
+    lines.append(f"{pad}  for (i64 j = 0; j < {kept}; j++) accs[j] = {init};")
+    order = list(range(c1)) + list(range(no, nd)) + list(range(c1, no))
     for depth, d in enumerate(order):
-        ind = "  " * (depth + 1)
-        if depth == nd - 1:
+        ind = pad + "  " * (depth + 1)
+        if depth == 0 and c1 and big and k.dims[0] > 1:
+            lines.append(f"{ind}#pragma omp parallel for")
+        elif depth == nd - 1 and d < no:  # never on a reduced loop: its iterations share a slot
             lines.append(f"{ind}#pragma omp simd")
-        lines.append(f"{ind}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
-    inner = "  " * (nd + 1)
+        if depth == 0 and nch > 1:
+            lines.append(f"{ind}for (i64 i{d} = c * {rows} / {nch}; i{d} < (c + 1) * {rows} / {nch}; i{d}++) {{")
+        else:
+            lines.append(f"{ind}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
+    inner = pad + "  " * (nd + 1)
     lines += _offsets(k, range(nd), inner)
     lines += _lets(k, inner)
     for ai, t in k.stores:
         lines.append(f"{inner}a{ai}[o{ai}] = t{t};")
     lines.append(f"{inner}{{ {acc_t} acc = accs[o{out_arg}]; accs[o{out_arg}] = {combine}; }}")
     for depth in reversed(range(nd)):
-        lines.append("  " * (depth + 1) + "}")
-    lines.append(f"  for (i64 j = 0; j < {kept}; j++) a{out_arg}[j] = ({CTYPES[acc_dtype]})accs[j];")
-    lines.append("  free(accs);")
+        lines.append(pad + "  " * (depth + 1) + "}")
+    if nch > 1:
+        merge = {"sum": "s + p[c * {n}]", "amax": "(p[c * {n}] > s ? p[c * {n}] : s)",
+                 "amin": "(p[c * {n}] < s ? p[c * {n}] : s)"}[op].format(n=kept)
+        lines += ["  }",
+                  f"  for (i64 j = 0; j < {kept}; j++) {{  /* partials combined in chunk order */",
+                  f"    const {acc_t} *p = part + j;",
+                  f"    {acc_t} s = p[0];",
+                  f"    for (i64 c = 1; c < {nch}; c++) s = {merge};",
+                  f"    a{out_arg}[j] = ({CTYPES[acc_dtype]})s;",
+                  "  }"]
+    else:
+        lines.append(f"  for (i64 j = 0; j < {kept}; j++) a{out_arg}[j] = ({CTYPES[acc_dtype]})accs[j];")
+    lines.append("  free(part);")
+    return lines
+
+
+def _copy_piece(p: Piece, parallel: bool) -> list:
+    """One loop nest of a copy kernel: a box of the output from an input, or zeros (a gap)."""
+    what = f"a{p.src}" if p.src is not None else "zeros"
+    lines = [f"  /* {what} -> a{p.dst}, offset {p.dst_offset} */"]
+    nd = len(p.dims)
+    for d in range(nd):
+        ind = "  " * (d + 1)
+        if d == 0 and parallel and nd > 1:
+            lines.append(f"{ind}#pragma omp parallel for")
+        elif d == nd - 1:
+            lines.append(f"{ind}#pragma omp {'parallel for simd' if parallel and nd == 1 else 'simd'}")
+        lines.append(f"{ind}for (i64 i{d} = 0; i{d} < {p.dims[d]}; i{d}++) {{")
+    dst = " + ".join([str(p.dst_offset)] * bool(p.dst_offset) + [f"i{d} * {s}" for d, s in enumerate(p.dst_strides)])
+    src = " + ".join(f"i{d} * {s}" for d, s in enumerate(p.src_strides) if s) or "0"
+    value = f"a{p.src}[{src}]" if p.src is not None else "0"
+    lines.append(f"{'  ' * (nd + 1)}a{p.dst}[{dst}] = {value};")
+    for d in reversed(range(nd)):
+        lines.append("  " * (d + 1) + "}")
+    return lines
+
+
+def _scatter_add(k: Kernel) -> list:
+    """out = 0; out[idx[i], :] += g[i, :] for every index position i in order (NumPy's add.at
+    order, so sums round the same); negative indices count from the end, others outside are skipped."""
+    sc = k.scatter
+    rows = sc.n_rows
+    lines = [f"  for (i64 j = 0; j < {math.prod(k.dims)}; j++) a2[j] = 0;"]
+    ni, nr = len(sc.idx_dims), len(sc.row_dims)
+    for d in range(ni):
+        lines.append(f"{'  ' * (d + 1)}for (i64 i{d} = 0; i{d} < {sc.idx_dims[d]}; i{d}++) {{")
+    ind = "  " * (ni + 1)
+    at = " + ".join(f"i{d} * {s}" for d, s in enumerate(sc.idx_strides) if s) or "0"
+    gi = " + ".join(f"i{d} * {s}" for d, s in enumerate(sc.g_idx_strides) if s) or "0"
+    lines += [f"{ind}i64 r = (i64)a1[{at}];",
+              f"{ind}if (r < 0) r += {rows};",
+              f"{ind}if (r < 0 || r >= {rows}) continue;",
+              f"{ind}const i64 go = {gi};"]
+    for d in range(nr):
+        if d == nr - 1:
+            lines.append(f"{'  ' * (ni + d + 1)}#pragma omp simd")
+        lines.append(f"{'  ' * (ni + d + 1)}for (i64 j{d} = 0; j{d} < {sc.row_dims[d]}; j{d}++) {{")
+    row_size = math.prod(k.dims[1:])
+    dst = " + ".join([f"r * {row_size}"] + [f"j{d} * {s}" for d, s in enumerate(sc.out_row_strides)])
+    src = " + ".join(["go"] + [f"j{d} * {s}" for d, s in enumerate(sc.g_row_strides)])
+    lines.append(f"{'  ' * (ni + nr + 1)}a2[{dst}] += a0[{src}];")
+    for d in reversed(range(ni + nr)):
+        lines.append("  " * (d + 1) + "}")
     return lines
 
 

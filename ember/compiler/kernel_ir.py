@@ -3,7 +3,9 @@
 A Kernel has loop extents `dims` (outer to inner), buffer arguments each with an element
 stride per loop (0 where it broadcasts), a list of scalar temporaries computed per point
 (`lets`, expression trees over loads, constants and op names), stores of temporaries to
-outputs, and optionally a reduction of one temporary over the inner `dims[n_outer:]`.
+outputs, and optionally a reduction of one temporary over the inner `dims[n_outer:]`. A copy
+kernel (assemble_slices) is instead a list of Pieces: loop nests copying inputs into boxes of
+its output; a scatter-add kernel (index_add_into) a Scatter.
 codegen_c.py renders it as C; an OpenCL or CUDA renderer would read the same structure.
 """
 
@@ -55,14 +57,53 @@ class Kernel:
     stores: list = field(default_factory=list)  # (arg index, tmp index)
     reduce: tuple | None = None  # (op name, tmp index, arg index, accumulator dtype)
     nodes: list = field(default_factory=list)  # graph node indices it computes
-    column: bool = False  # reduced loops lie outside the kept ones in memory: accumulate rows
+    column: bool = False  # the innermost loop is kept, not reduced: accumulate rows (codegen_c)
+    column_outer: int = 0  # column kernels: how many leading kept loops lie outside the reduced ones
     epilogue: list = field(default_factory=list)  # (dtype, expr) after the reduction; ("red",) is its value
     epi_stores: list = field(default_factory=list)  # (arg index, epilogue index)
+    pieces: list = field(default_factory=list)  # copy kernels: Piece loop nests, run one after another
+    scatter: Scatter | None = None  # a scatter-add kernel (args: gradient, index, output)
 
     def bytes_moved(self) -> int:
         """Bytes each argument occupies once: what a kernel that reads each input once moves."""
+        if self.pieces:
+            return sum(math.prod(p.dims) * self.args[p.dst].dtype.itemsize * (1 if p.src is None else 2)
+                       for p in self.pieces)
+        if self.scatter is not None:
+            g, idx, out = self.args
+            n = math.prod(self.scatter.idx_dims)
+            return (n * math.prod(self.scatter.row_dims) * g.dtype.itemsize + n * idx.dtype.itemsize
+                    + math.prod(self.dims) * out.dtype.itemsize)
         return sum(math.prod(d for d, s in zip(self.dims, a.strides) if s != 0) * a.dtype.itemsize
                    for a in self.args)
+
+
+@dataclass
+class Scatter:
+    """A scatter-add kernel: `out = 0`, then for every index position i (row-major over
+    `idx_dims`), `out[idx[i], :] += g[i, :]` (rows of `n_rows`; rows outside are skipped).
+    args[0] is g, args[1] the index, args[2] the output; element strides."""
+
+    idx_dims: tuple
+    idx_strides: tuple
+    g_idx_strides: tuple  # g's strides along the index dims
+    n_rows: int
+    row_dims: tuple
+    g_row_strides: tuple
+    out_row_strides: tuple
+
+
+@dataclass
+class Piece:
+    """One loop nest of a copy kernel (assemble_slices): `dst[dst_offset + i . dst_strides] =
+    src[i . src_strides]` over `dims`, or 0 where `src` is None (a gap). Element strides."""
+
+    dims: tuple
+    src: int | None  # arg index
+    src_strides: tuple
+    dst: int
+    dst_strides: tuple
+    dst_offset: int
 
 
 def broadcast_strides(shape, strides_bytes, itemsize: int, domain) -> tuple:
@@ -89,7 +130,9 @@ def contiguous_strides(shape) -> tuple:
 def coalesce(k: Kernel) -> Kernel:
     """Merge adjacent loops every argument walks contiguously (fewer, longer loops vectorize better)."""
     dims, strides = list(k.dims), [list(a.strides) for a in k.args]
-    groups = [(0, k.n_outer), (k.n_outer, len(dims))]
+    # loops merge within a group only: the kept loops outside a column reduction, the other kept ones,
+    # the reduced ones
+    groups = [(0, k.column_outer), (k.column_outer, k.n_outer), (k.n_outer, len(dims))]
     new_dims, new_strides, n_outer = [], [[] for _ in k.args], 0
     for gi, (lo, hi) in enumerate(groups):
         start = len(new_dims)
@@ -106,6 +149,8 @@ def coalesce(k: Kernel) -> Kernel:
             for s, st in zip(new_strides, strides):
                 s.append(st[d])
         if gi == 0:
+            column_outer = len(new_dims)
+        elif gi == 1:
             n_outer = len(new_dims)
         elif k.reduce is not None and len(new_dims) == n_outer:
             new_dims.append(1)  # keep one (trivial) reduction loop
@@ -113,5 +158,5 @@ def coalesce(k: Kernel) -> Kernel:
                 s.append(0)
     for a, s in zip(k.args, new_strides):
         a.strides = tuple(s)
-    k.dims, k.n_outer = tuple(new_dims), n_outer
+    k.dims, k.n_outer, k.column_outer = tuple(new_dims), n_outer, column_outer
     return k

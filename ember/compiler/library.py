@@ -21,6 +21,9 @@ _c_void_p, _i64 = ctypes.c_void_p, ctypes.c_int64
 # (symbol prefix, suffix, ILP64?) of the OpenBLAS builds NumPy ships or links
 _VARIANTS = (("scipy_", "64_", True), ("", "64_", True), ("", "", False))
 _state: dict = {}
+# below this many multiply-adds waking the OpenMP threads costs more than the product (a decode
+# step's (1, 128) @ (128, 512)): NumPy's BLAS, single-threaded at that size, takes them
+SMALL_MATMUL = 1 << 20
 
 
 def find_blas():
@@ -120,6 +123,8 @@ def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) ->
     if b.shape[-2] != K:
         return None
     batch_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if M * N * K * int(np.prod(batch_shape)) < SMALL_MATMUL:
+        return None
     sa, sb = _mat_strides(a), _mat_strides(b)
     if sa is None or sb is None:
         return None

@@ -85,7 +85,7 @@ class Tracer:
 
     def __init__(self, fullgraph: bool = False, params: dict | None = None, decompose: bool = True):
         self.graph = Graph()
-        self.decompose = decompose  # composites without saved buffers are recorded as their primitives
+        self.decompose = decompose  # composites are recorded as their primitives
         self.decomposed = 0
         self.dispatches = 0  # ops `apply` ran eagerly while tracing
         self._decomposing = False
@@ -150,16 +150,8 @@ class Tracer:
             return
         if not self._decomposing:
             self.dispatches += 1
-        if op.decompose is not None and op.kind == "composite" and not op.saves and self.decompose:
-            # record the primitives instead of the composite's fused eager kernel, so fusion sees them
-            self.decomposed += 1
-            self._decomposing = True
-            try:
-                with autograd.no_grad():
-                    d = op.decompose(*inputs, **attrs)
-            finally:
-                self._decomposing = False
-            self.bind(out._data, self.value_of(d))
+        if op.decompose is not None and op.kind == "composite" and self.decompose and self._decomposed(
+                op, inputs, attrs, out, saved):
             return
         ins = [self.value_of(t) for t in inputs]
         refs: list = []
@@ -178,6 +170,30 @@ class Tracer:
         shared = [i for i, t in zip(ins, inputs) if np.may_share_memory(out._data, t._data)]
         if shared:  # a view (or the input itself): whoever holds the output holds the input's buffer
             self.graph.aliases[vid] = shared
+
+    def _decomposed(self, op, inputs, attrs, out: Tensor, saved) -> bool:
+        """Record a composite's primitives instead of its fused eager kernel, so fusion sees them.
+        An op that saves a buffer for backward (layer_norm's rstd) decomposes into (out, saved):
+        the saved buffer becomes the primitives' value, which the backward ops then read."""
+        mark = len(self.graph.nodes)
+        self._decomposing = True
+        try:
+            with autograd.no_grad():
+                d = op.decompose(*inputs, **attrs)
+        finally:
+            self._decomposing = False
+        if not op.saves:
+            self.decomposed += 1
+            self.bind(out._data, self.value_of(d))
+            return True
+        if (isinstance(d, tuple) and len(d) == 2 and isinstance(saved, np.ndarray)
+                and d[1].shape == saved.shape and d[1].dtype.np == saved.dtype):
+            self.decomposed += 1
+            self.bind(out._data, self.value_of(d[0]))
+            self.bind(saved, self.value_of(d[1]))
+            return True
+        del self.graph.nodes[mark:]  # no (out, saved) of the saved buffer's kind: record the op itself
+        return False
 
     def _lift_attr(self, a, refs: list):
         """Traced buffers inside attributes (x[idx] passes idx's buffer in `key`) become AttrRefs."""

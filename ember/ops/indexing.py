@@ -133,6 +133,143 @@ def index_add_into(g: Tensor, shape, key) -> Tensor:
     return apply(IndexAddInto, g, shape=tuple(shape), key=key)
 
 
+def _basic_key_ranges(shape, key) -> list | None:
+    """The indices a basic key (ints, slices, None, Ellipsis) selects in each dim of `shape`, as one
+    `range` per dim; None for any other key (index arrays, masks, bools)."""
+    if not isinstance(key, tuple) or any(isinstance(k, bool) or not (isinstance(k, (int, slice)) or k is None
+                                                                       or k is Ellipsis) for k in key):
+        return None
+    used = sum(1 for k in key if isinstance(k, (int, slice)))
+    if used > len(shape) or sum(k is Ellipsis for k in key) > 1:
+        return None
+    out = []
+    for k in key:
+        if k is Ellipsis:
+            out += [range(shape[d]) for d in range(len(out), len(out) + len(shape) - used)]
+        elif isinstance(k, slice):
+            out.append(range(*k.indices(shape[len(out)])))
+        elif isinstance(k, int):
+            n = shape[len(out)]
+            if not -n <= k < n:
+                return None
+            out.append(range(k % n, k % n + 1))
+    return out + [range(shape[d]) for d in range(len(out), len(shape))]
+
+
+def _disjoint_basic_keys(shape, keys) -> bool:
+    """Whether basic keys into a tensor of `shape` select pairwise disjoint sets of elements."""
+    rs = [_basic_key_ranges(shape, k) for k in keys]
+    if any(r is None for r in rs):
+        return False
+    for i in range(len(rs)):
+        for j in range(i):  # two boxes are disjoint when some dim's index sets are
+            if not any(set(a).isdisjoint(b) for a, b in zip(rs[i], rs[j])):
+                return False
+    return True
+
+
+def _gap_keys(shape, keys) -> tuple:
+    """Slice keys (one slice per dim) of the boxes of `shape` that no basic key in `keys` selects:
+    what must be zero-filled. Splits dim 0 into runs of indices that the same keys select, then
+    recurses into the next dim with those keys; a run no key selects is one gap."""
+    boxes = [_basic_key_ranges(shape, k) for k in keys]
+    out: list = []
+
+    def walk(d, prefix, live):
+        if not live:
+            out.append(tuple(prefix) + (slice(None),) * (len(shape) - d))
+            return
+        if d == len(shape):
+            return
+        sets = [set(boxes[b][d]) for b in live]
+        start = 0
+        for i in range(1, shape[d] + 1):
+            if i == shape[d] or [i in s for s in sets] != [start in s for s in sets]:
+                walk(d + 1, prefix + [slice(start, i)], [b for b, s in zip(live, sets) if start in s])
+                start = i
+    walk(0, [], list(range(len(boxes))))
+    return tuple(out)
+
+
+def _prod_len(ranges) -> int:
+    n = 1
+    for r in ranges:
+        n *= len(r)
+    return n
+
+
+def _view_as(xp, dst, shape):
+    """`dst` seen in `shape` without a copy (to write through), or None when its strides forbid it."""
+    try:
+        return xp.reshape(dst, shape, copy=False)
+    except TypeError:  # NumPy < 2.1: no copy= argument
+        v = dst.view()
+        try:
+            v.shape = shape
+        except AttributeError:
+            return None
+        return v
+    except ValueError:
+        return None
+
+
+@register("assemble_slices", MOVEMENT)
+class AssembleSlices(Op):
+    """A tensor of `shape` with each g_i written, in row-major order, into the elements basic key
+    `keys[i]` selects (the keys disjoint), and zeros in the boxes `gaps` (see _gap_keys): what a
+    sum of index_add_into of disjoint slices (split's backward) computes."""
+    upcast = False
+
+    def shape(*gs, shape, keys, gaps):
+        xp = backend(gs[0].device).xp
+        stand_in = xp.broadcast_to(xp.empty((), dtype=bool), shape)
+        for i, (g, key) in enumerate(zip(gs, keys)):
+            want = stand_in[key].shape
+            if _prod_len([range(n) for n in g.shape]) != _prod_len([range(n) for n in want]):
+                raise ShapeError(f"assemble_slices: tensor {i} has shape {fmt_shape(g.shape)} but key {i} "
+                                 f"selects {fmt_shape(want)} of {fmt_shape(shape)}")
+        return shape
+
+    def forward(xp, *gs, shape, keys, gaps):
+        out = xp.empty(shape, dtype=gs[0].dtype)
+        for gap in gaps:
+            out[gap] = 0
+        for g, key in zip(gs, keys):
+            dst = out[key]
+            if not isinstance(dst, xp.ndarray):  # all-int key: one element
+                out[key] = g.reshape(())
+            elif dst.shape == g.shape:
+                dst[...] = g
+            else:  # g in another shape (the compiler folds a reshape in): write through a view
+                view = _view_as(xp, dst, g.shape)
+                if view is None:
+                    dst[...] = g.reshape(dst.shape)
+                else:
+                    view[...] = g
+        return out
+
+    def backward(ctx, g):
+        return tuple(g[key].reshape(x.shape) for key, x in zip(ctx.keys, ctx.inputs))
+
+
+def assemble_slices(gs, shape, keys) -> Tensor:
+    """zeros(shape) with gs[i] written at keys[i]; the keys must be basic (ints, slices, None, Ellipsis)
+    and select disjoint elements, and gs[i] must have the shape of x[keys[i]] or its number of elements
+    (written in row-major order). Equals the sum of index_add_into(gs[i], shape, keys[i]), with no
+    zero-fill where the keys cover the whole tensor."""
+    gs, shape, keys = list(gs), tuple(shape), tuple(tuple(k) if isinstance(k, tuple) else (k,) for k in keys)
+    if not gs or len(gs) != len(keys):
+        raise ShapeError(f"assemble_slices: expected one key per tensor and at least one, got {len(gs)} "
+                         f"tensors and {len(keys)} keys")
+    if any(g.dtype is not gs[0].dtype for g in gs):
+        raise DTypeError(f"assemble_slices: all tensors must share one dtype, got {[str(g.dtype) for g in gs]}")
+    if not _disjoint_basic_keys(shape, keys):
+        raise IndexingError("assemble_slices: keys must be basic (ints, slices, None, Ellipsis) and select "
+                            f"disjoint elements of {fmt_shape(shape)}; got {keys!r}. Hint: use "
+                            "index_add_into for overlapping or array keys")
+    return apply(AssembleSlices, *gs, shape=shape, keys=keys, gaps=_gap_keys(shape, keys))
+
+
 def getitem(x: Tensor, key) -> Tensor:
     """x[key] with PyTorch/NumPy semantics."""
     k = _normalize_key(x, key)

@@ -318,10 +318,11 @@ class LayerNorm(Op):
             rstd = _saved_const(ctx.saved, g)
         return rstd * (g - g.mean(axes, keepdim=True) - y * (g * y).mean(axes, keepdim=True))
 
-    def decompose(x, ndim, eps):
+    def decompose(x, ndim, eps):  # (out, saved), as forward returns them
         axes = tuple(range(x.ndim - ndim, x.ndim))
         xc = x - x.mean(axes, keepdim=True)
-        return xc * ((xc * xc).mean(axes, keepdim=True) + eps).rsqrt()
+        rstd = ((xc * xc).mean(axes, keepdim=True) + eps).rsqrt()
+        return xc * rstd, rstd
 
     def flops(out_shape, x, ndim, eps):
         return 6 * math.prod(out_shape)
@@ -347,9 +348,10 @@ class RmsNorm(Op):
             rrms = _saved_const(ctx.saved, g)
         return rrms * (g - y * (g * y).mean(axes, keepdim=True))
 
-    def decompose(x, ndim, eps):
+    def decompose(x, ndim, eps):  # (out, saved), as forward returns them
         axes = tuple(range(x.ndim - ndim, x.ndim))
-        return x * ((x * x).mean(axes, keepdim=True) + eps).rsqrt()
+        rrms = ((x * x).mean(axes, keepdim=True) + eps).rsqrt()
+        return x * rrms, rrms
 
     def flops(out_shape, x, ndim, eps):
         return 4 * math.prod(out_shape)

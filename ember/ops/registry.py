@@ -37,7 +37,7 @@ class Op:
     view = False  # output may share storage with input 0 (shares its version counter)
     saves = False  # forward returns (out, saved): extra buffers for backward
     dtype = None  # function(*inputs, **attrs) -> DType; None means inputs[0].dtype
-    decompose = None  # function(*inputs, **attrs) -> Tensor written with primitive ops
+    decompose = None  # function(*inputs, **attrs) -> Tensor written with primitive ops ((out, saved) if saves)
 
     def shape(*inputs, **attrs):
         """Output shape from input tensors; raises ShapeError naming the op when they do not fit."""

@@ -209,3 +209,122 @@ def test_gelu_backward_kernel_matches_eager():
     assert "gelu_backward" in " ".join(n for _, names in list(cf.entries.values())[0].report["groups"]
                                        for n in names)
     _close(got, step(x))
+
+
+def test_column_reductions_split_into_chunks_match_eager():
+    """Enough reduced rows for several fixed chunks (and threads, at 2^20 points): sum with an
+    elementwise output that must still be written, amax and amin, keepdim and not."""
+    from ember.compiler.codegen_c import column_chunks
+    assert column_chunks(2048) > 1
+
+    def f(x, b):
+        y = (x * 2 + b).tanh()
+        return y, y.sum(0), x.amax(0, keepdim=True), (x - b).amin((0, 1))
+
+    cf = ember.compile(f)
+    x, b = ember.randn(1024, 8, 129), ember.randn(129)  # 2^20 + 2^13 points: the parallel kernel
+    cf(x, b)
+    got = cf(x, b)
+    for g, want in zip(got, f(x, b)):
+        _close(g, want)
+    for g, again in zip(got, cf(x, b)):  # chunks are combined in a fixed order: bitwise repeatable
+        np.testing.assert_array_equal(g.numpy(), again.numpy())
+    ks = list(cf.entries.values())[0].report["kernels"].values()
+    assert sum(k.column for k in ks) == 3
+
+
+def _split_step(x):
+    """q, k, v = x.split(C, dim=2), heads split and merged back as in attention; x.grad."""
+    B, T, C3 = x.shape
+    q, k, v = (p.reshape(B, T, 2, C3 // 6).transpose(1, 2) for p in x.split(C3 // 3, dim=2))
+    ((q * k).exp() * v + (q * 0.5).sum()).sum().backward()
+    return x.grad
+
+
+def test_split_backward_is_one_copy_kernel_that_matches_eager():
+    cf = ember.compile(_split_step)
+    x = ember.randn(3, 5, 12)
+    cf(x.detach().requires_grad_())
+    for _ in range(2):
+        x = ember.randn(3, 5, 12)
+        _close(cf(x.detach().requires_grad_()), _split_step(x.detach().requires_grad_()))
+    rep = list(cf.entries.values())[0].report
+    copies = [k for k in rep["kernels"].values() if k.pieces]
+    assert len(copies) == 1 and len(copies[0].pieces) == 3  # three slices, no gap
+
+
+def test_copy_kernel_zeroes_only_the_gaps():
+    def f(x, w):
+        a, b = x[:, 1:3], x[:, 5:]  # columns 0, 3 and 4 are gaps
+        ((a * w[:2]).sum() + (b.exp()).sum()).backward()
+        return x.grad
+
+    cf = ember.compile(f)
+    x, w = ember.randn(4, 7), ember.randn(7)
+    cf(x.detach().requires_grad_(), w)
+    out = cf(x.detach().requires_grad_(), w)
+    _close(out, f(x.detach().requires_grad_(), w))
+    assert (out.numpy()[:, [0, 3, 4]] == 0).all()
+    k = [k for k in list(cf.entries.values())[0].report["kernels"].values() if k.pieces][0]
+    assert sum(p.src is None for p in k.pieces) == 2  # column 0, columns 3-4
+
+
+def test_a_slice_its_gradient_cannot_view_runs_through_the_registry_kernel():
+    def f(x):
+        a, b = x[:, :4].reshape(16), x[:, 4:]  # a (4, 4) slice of rows of 6 is no (16,) view
+        ((a * a).sum() + b.exp().sum()).backward()
+        return x.grad
+
+    cf = ember.compile(f)
+    x = ember.randn(4, 6)
+    cf(x.detach().requires_grad_())
+    _close(cf(x.detach().requires_grad_()), f(x.detach().requires_grad_()))
+    e = list(cf.entries.values())[0]
+    assert "assemble_slices" in [n.name for n in e.graph.nodes]
+    assert not any(k.pieces for k in e.report["kernels"].values())
+
+
+def test_index_add_into_of_an_index_array_is_a_scatter_add_kernel():
+    """x[idx]'s backward (embedding gradients): repeated and negative indices accumulate in
+    NumPy's add.at order, a 2-D index, an int32 index, a transposed (strided) gradient."""
+    w = ember.randn(7, 5)
+
+    def step(x, idx, idx32):
+        (x[idx] * w[:4].t().reshape(1, 1, 5, 4).permute(0, 1, 3, 2)).sum().backward()
+        loss = (x[idx32].t() ** 2).sum()
+        loss.backward()
+        return x.grad
+
+    cf = ember.compile(step)
+    idx = ember.tensor([[0, 2, 2, -1], [6, 0, 2, 3]])  # (2, 4): repeats and a negative index
+    idx32 = ember.tensor([1, 1, 4], dtype=ember.int32)
+    run = lambda fn: fn(ember.randn(7, 5).requires_grad_(), idx, idx32)  # noqa: E731
+    ember.manual_seed(0)
+    run(cf)
+    for seed in (1, 2):
+        ember.manual_seed(seed)
+        got = run(cf)
+        ember.manual_seed(seed)
+        np.testing.assert_array_equal(got.numpy(), run(step).numpy())  # the same order of additions
+    ks = list(cf.entries.values())[0].report["kernels"].values()
+    assert sum(k.scatter is not None for k in ks) == 2
+
+
+def test_reductions_over_a_middle_dim_walk_memory_in_order():
+    """x.sum(1) of (B, T, C): B outer (split between threads at 2^20 points), T, then C inner
+    and contiguous, instead of an inner loop striding over T."""
+    def f(x):
+        y = x * 2
+        return y.sum(1), x.amax(1, keepdim=True), y.mean(1), (x - 1).amin((0, 2), keepdim=True)
+
+    cf = ember.compile(f)
+    for shape in [(3, 7, 5), (64, 130, 128)]:  # the second: 2^20+ points, parallel over B
+        x = ember.randn(*shape)
+        cf(x)
+        for got, want in zip(cf(x), f(x)):
+            _close(got, want)
+    ks = [k for e in cf.entries.values() for k in e.report["kernels"].values() if k.reduce]
+    # the sum (shared with mean's by cse) and amax, per signature; amin over (0, 2) keeps the middle
+    # dim and reduces the innermost: a row kernel
+    assert [(k.reduce[0], k.column, k.column_outer) for k in ks] == [
+        ("sum", True, 1), ("amax", True, 1), ("amin", False, 0)] * 2

@@ -1,5 +1,7 @@
 """Each pass on small traced graphs: dce, cse, simplify rules, fusion grouping, memory liveness."""
 
+import numpy as np
+
 import ember
 from ember.compiler.passes.cse_dce import cse, dce
 from ember.compiler.passes.fusion import fuse, lower
@@ -90,3 +92,87 @@ def test_memory_liveness_peak_is_below_the_total():
     kernels, _ = lower(g, groups, schedule)
     mem = liveness(g, schedule, groups, kernels)
     assert 0 < mem["plan_peak"] <= mem["eager_total"]
+
+
+def _grad_graph(f, x):
+    def step(x):
+        f(x).backward()
+        return x.grad
+    x = x.detach().requires_grad_()
+    g = _trace(step, x)
+    fired = {reason for reason, _ in simplify(g)}
+    dce(g)
+    return g, fired
+
+
+def test_split_backward_is_one_slice_assembly():
+    w = ember.randn(2, 3, 12)
+    g, fired = _grad_graph(lambda x: sum(((p * w[..., :4]) ** 2).sum() for p in x.split(4, dim=2)),
+                           ember.randn(2, 3, 12))
+    assert "a sum of index_add_into of disjoint slices is one assemble_slices" in fired
+    assert "index_add_into" not in _names(g) and _names(g).count("assemble_slices") == 1
+    n = g.nodes[_names(g).index("assemble_slices")]
+    assert len(n.inputs) == 3 and n.attrs["gaps"] == ()
+
+
+def test_slice_assembly_leaves_overlapping_and_array_keys_alone():
+    g, _ = _grad_graph(lambda x: (x[:, :5] * 2).sum() + (x[:, 3:] * 3).sum(), ember.randn(2, 8))
+    assert _names(g).count("index_add_into") == 2 and "assemble_slices" not in _names(g)
+    idx = ember.tensor([0, 2, 0])  # a repeated index accumulates: not a slice
+    g, _ = _grad_graph(lambda x: (x[idx] * 2).sum() + (x[1:2] * 3).sum(), ember.randn(4, 3))
+    assert _names(g).count("index_add_into") == 2 and "assemble_slices" not in _names(g)
+
+
+def test_compiled_slice_assembly_with_gaps_matches_eager():
+    def step(x, w):
+        a, b, c = x[:, :3], x[:, 4:6], x[:, 7:]  # columns 3 and 6 get no gradient: zeros
+        loss = (a * w[:3]).sum() + (b * b).sum() + (c.exp() * w[:2]).sum()
+        loss.backward()
+        return x.grad
+
+    def run(fn, x, w):
+        x = x.detach().requires_grad_()
+        return fn(x, w)
+
+    cf = ember.compile(step)
+    x, w = ember.randn(5, 9), ember.randn(9)
+    run(cf, x, w)
+    for _ in range(2):
+        x = ember.randn(5, 9)
+        np.testing.assert_allclose(run(cf, x, w).numpy(), run(step, x, w).numpy(), rtol=1e-6, atol=1e-6)
+    nodes = [n for n in list(cf.entries.values())[0].graph.nodes if n.name == "assemble_slices"]
+    assert len(nodes) == 1 and nodes[0].attrs["gaps"] == ((slice(0, 5), slice(3, 4)), (slice(0, 5), slice(6, 7)))
+
+
+def test_slice_assembly_reads_merged_attention_heads_without_the_reshape_copy():
+    def f(x):  # q, k, v = x.split(C); heads (B, nh, T, hs) merged back by the backward's reshape
+        q, k, v = (p.reshape(2, 3, 2, 2).transpose(1, 2) for p in x.split(4, dim=2))
+        return ((q * k).exp() * v).sum()
+
+    g, _ = _grad_graph(f, ember.randn(2, 3, 12))
+    n = g.nodes[_names(g).index("assemble_slices")]
+    producers = {o: m.name for m in g.nodes for o in m.outs}
+    assert len(n.inputs) == 3 and all(producers.get(v) != "reshape" for v in n.inputs)
+    x = ember.randn(2, 3, 12)
+    cf = ember.compile(lambda x: (f(x).backward(), x.grad)[1])
+    run = lambda fn: fn(x.detach().requires_grad_())  # noqa: E731
+    run(cf)
+    np.testing.assert_allclose(run(cf).numpy(), run(lambda x: (f(x).backward(), x.grad)[1]).numpy(), rtol=1e-6)
+
+
+def test_rematerialisation_recomputes_layer_norms_centred_input_after_the_variance():
+    def f(x):
+        xc = x - x.mean(1, keepdim=True)
+        return xc * ((xc * xc).mean(1, keepdim=True) + 1e-5).rsqrt()
+
+    g = _trace(f, ember.randn(8, 16))
+    dce(g)
+    groups, schedule = fuse(g)
+    assert _names(g).count("sub") == 2  # the normalisation computes x - mean again
+    kernels, _ = lower(g, groups, schedule)
+    full = [a for k in kernels.values() for a in k.args if a.output and g.values[a.vid].shape == (8, 16)]
+    assert len(full) == 1  # only the result is written full-size: xc is never stored
+    x = ember.randn(8, 16)
+    cf = ember.compile(f)
+    cf(x)
+    np.testing.assert_allclose(cf(x).numpy(), f(x).numpy(), rtol=1e-5, atol=1e-6)

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..graph import AttrRef
 from ..kernel_ir import CTYPES, POINTWISE, REDUCTIONS, Arg, Kernel, broadcast_strides, coalesce, contiguous_strides
+from .copies import lower_copy, lower_scatter
+from .remat import rematerialize
 
 
 @dataclass
@@ -28,15 +31,21 @@ class Group:
 
 
 def _fusable(graph, n) -> str | None:
-    if n.kind == "special" or n.name not in POINTWISE and n.name not in REDUCTIONS:
+    if n.kind == "special" or n.name not in POINTWISE and n.name not in REDUCTIONS and n.name not in COPIES:
         return None
-    if len(n.outs) != 1 or n.n_attr_inputs:
-        return None
-    out = graph.values[n.outs[0]]
-    if out.dtype not in CTYPES or any(graph.values[i].dtype not in CTYPES for i in n.inputs):
+    out = graph.values[n.outs[0]] if len(n.outs) == 1 else None
+    if out is None or out.dtype not in CTYPES or any(graph.values[i].dtype not in CTYPES for i in n.inputs):
         return None
     if 0 in out.shape:
         return None
+    if n.name == "index_add_into":  # x[idx]'s backward, one integer index array: a scatter-add kernel
+        idx = graph.values[n.inputs[-1]]
+        ok = n.n_attr_inputs == 1 and n.attrs["key"] == (AttrRef(0),) and idx.dtype.category == 1
+        return "copy" if ok else None
+    if n.n_attr_inputs:
+        return None
+    if n.name == "assemble_slices":
+        return "copy"
     if n.name in REDUCTIONS:
         x = graph.values[n.inputs[0]]
         if out.dtype.category != 2 or 0 in x.shape or x.strides is None and x.source != "node":
@@ -49,17 +58,21 @@ def _fusable(graph, n) -> str | None:
     return "pointwise"
 
 
+COPIES = ("assemble_slices", "index_add_into")  # kernels of their own (passes/copies.py)
+
+
 def _reduced_dims(n, nd: int) -> tuple:
     dims = n.attrs.get("dims")
     return tuple(range(nd)) if dims is None else tuple(sorted(d % nd for d in dims))
 
 
 def _column(graph, n, shape) -> bool:
-    """Whether reduction node `n` over `shape` reduces only leading dims (a column reduction)."""
+    """Whether reduction node `n` over `shape` keeps the innermost dim (a column reduction: the
+    reduced dims are not the innermost in memory)."""
     nd = len(shape)
     red = _reduced_dims(n, nd)
     kept = [d for d in range(nd) if d not in red]
-    return bool(red) and bool(kept) and max(red) < min(kept)
+    return bool(red) and bool(kept) and max(red) < max(kept)
 
 
 def _epilogue_ok(graph, grp: Group, n, producer) -> bool:
@@ -70,7 +83,9 @@ def _epilogue_ok(graph, grp: Group, n, producer) -> bool:
 
 
 def fuse(graph) -> tuple[list, list]:
-    """Returns (groups, schedule): schedule items are ("node", i) or ("group", g) in run order."""
+    """Returns (groups, schedule): schedule items are ("node", i) or ("group", g) in run order.
+    First copies cheap values next to their post-reduction readers (passes/remat.py)."""
+    rematerialize(graph)
     producer = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
     groups: list[Group] = []
     group_of: dict = {}
@@ -118,6 +133,12 @@ def fuse(graph) -> tuple[list, list]:
             groups[target].out_shape = graph.values[n.outs[0]].shape
             groups[target].open = not _column(graph, n, shape)  # epilogue nodes may still join
             group_of[i] = target
+        elif kind == "copy":  # a kernel of its own (passes/copies.py)
+            for g in in_groups:
+                groups[g].open = False
+            groups.append(Group(graph.values[n.outs[0]].shape, [i], open=False))
+            group_of[i] = len(groups) - 1
+            schedule.append(("group", len(groups) - 1))
         else:
             for g in in_groups:
                 groups[g].open = False
@@ -137,10 +158,18 @@ def lower(graph, groups: list, schedule: list) -> tuple[list, dict]:
             users.setdefault(v, set()).add(i)
     made: dict = {}  # vid -> contiguous byte strides (values kernels write)
     kernels = {}
-    for item in schedule:
+    for pos, item in enumerate(schedule):
         if item[0] != "group":
             continue
-        k = _lower_group(graph, groups[item[1]], f"k{item[1]}", users, roots, made)
+        grp = groups[item[1]]
+        first = graph.nodes[grp.all_nodes()[0]]
+        if first.name in COPIES:
+            k = (lower_copy if first.name == "assemble_slices" else lower_scatter)(graph, grp, f"k{item[1]}", made)
+            if k is None:  # an input layout the loop nests cannot express: the registry kernel runs it
+                schedule[pos] = ("node", grp.members[0])
+                continue
+        else:
+            k = _lower_group(graph, grp, f"k{item[1]}", users, roots, made)
         kernels[item[1]] = k
     return kernels, made
 
@@ -226,8 +255,10 @@ def _lower_group(graph, grp: Group, name: str, users, roots, made) -> Kernel:
         cs = contiguous_strides(kept)
         k.args.append(Arg(rn.outs[0], out.dtype, tuple(cs) + (0,) * (nd - n_outer), output=True))
         k.reduce = (rn.name, src[1], len(k.args) - 1, out.dtype)
-        # reducing leading dims of a row-major buffer (bias gradients): walk memory in order
+        # the reduced dims lie outside the innermost (bias gradients, x.sum(1)): walk memory in order
         k.column = _column(graph, rn, grp.shape)
+        if k.column:
+            k.column_outer = sum(1 for d in order[:n_outer] if d < min(red))
         made[rn.outs[0]] = tuple(s * out.dtype.itemsize for s in contiguous_strides(out.shape))
         if grp.epilogue:
             _lower_epilogue(graph, grp, k, order, n_outer, users, roots, made, members)

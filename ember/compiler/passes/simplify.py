@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Graph, _leaves
+from .assemble import assemble_slices
 from .cse_dce import rename
 
 
@@ -82,8 +83,12 @@ RULES = [
 ]
 
 
+ASSEMBLE_REASON = "a sum of index_add_into of disjoint slices is one assemble_slices"
+
+
 def simplify(graph: Graph) -> list:
-    """Apply RULES once over the graph; returns [(rule reason, node name)] for each rewrite."""
+    """Apply RULES once over the graph, then the slice-assembly rewrite (passes/assemble.py);
+    returns [(rule reason, node name)] for each rewrite."""
     fired = []
     mapping: dict = {}
     graph._producer = {}
@@ -107,4 +112,5 @@ def simplify(graph: Graph) -> list:
             graph._producer[o] = n
     del graph._producer, graph._copy_sources
     rename(graph, mapping)
+    fired += [(ASSEMBLE_REASON, "add")] * assemble_slices(graph)
     return fired
