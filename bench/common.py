@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 # slow the other library down (torch's matmul ran 3x slower right after NumPy's). The libraries
 # read these once, at load, and a benchmark imports NumPy before this module: so re-run the
 # process once with short waits set (ember sets the same when it is imported first: _threadpools).
-SPIN_VARS = {"OPENBLAS_THREAD_TIMEOUT": "4", "GOMP_SPINCOUNT": "10000"}
+SPIN_VARS = {"OPENBLAS_THREAD_TIMEOUT": "4", "GOMP_SPINCOUNT": "100000"}
 _RUN_AS_SCRIPT = Path(sys.argv[0]).resolve().parent == Path(__file__).resolve().parent  # not under pytest
 if _RUN_AS_SCRIPT and any(k not in os.environ for k in SPIN_VARS) and os.environ.get("EMBER_BENCH_REEXEC") != "1":
     os.environ.update({k: os.environ.get(k, v) for k, v in SPIN_VARS.items()}, EMBER_BENCH_REEXEC="1")

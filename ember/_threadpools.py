@@ -5,6 +5,7 @@ Both pools busy-wait after a job by default (OpenBLAS for 2**28 cycles, ~0.1 s; 
 300,000 spins) so that the next job starts fast. A training step alternates the two every few
 hundred microseconds, so each pool's spinning threads steal the cores the other needs: on two
 cores a compiled GPT step took 190 ms this way and 138 ms with short waits (bench/compile.py).
+(Compiled plans now also run BLAS on the OpenMP threads: compiler/library.c.)
 Both libraries read these settings once, when they load, so this runs before NumPy is imported;
 a value the user already set wins.
 """
@@ -15,7 +16,10 @@ import os
 import sys
 
 OPENBLAS_THREAD_TIMEOUT = "4"  # 2**4 cycles of spinning, then sleep: the minimum OpenBLAS accepts
-GOMP_SPINCOUNT = "10000"  # about 10 us of spinning before an idle OpenMP thread sleeps
+# ~0.1 ms of spinning before an idle OpenMP thread sleeps: long enough that back-to-back compiled
+# kernels find their threads awake (a W3 step: 93 ms, against 102 ms with threads that sleep at
+# once, OMP_WAIT_POLICY=PASSIVE), short enough not to hold cores between steps
+GOMP_SPINCOUNT = "100000"
 
 
 def configure() -> dict[str, bool]:

@@ -17,7 +17,7 @@ from .. import autograd
 from ..tensor import Tensor
 from . import toolchain
 from .codegen_c import render_module
-from .optim_kernels import ADAM_C
+from .optim_kernels import OPTIM_C
 from .passes.cse_dce import cse, dce
 from .passes.fusion import fuse, lower
 from .passes.memory import liveness
@@ -141,7 +141,7 @@ class CompiledFunction:
                               for v in [g.values[vid]] if isinstance(getter, (TensorGetter, GradGetter))]
         lib = None
         if self.backend == "c":
-            source = render_module([kernels[i] for i in sorted(kernels)], ADAM_C)
+            source = render_module([kernels[i] for i in sorted(kernels)], OPTIM_C)
             rep["source"] = source
             if toolchain.find_compiler() is None:
                 entry.eager_reason = "no C compiler (cc, gcc or clang) found"

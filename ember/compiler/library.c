@@ -78,21 +78,23 @@ static int layout(i64 s_row, i64 s_col, i64 cols, i64 *ld) {
 
 /* C[i,j] (M x N, contiguous) = A[i,j] (M x K) @ B[i,j] (K x N) for i < b1, j < b2: two batch dims
  * with their own strides (sa1, sa2; sb1, sb2), so attention's (B, H) heads of a strided q, k, v
- * need no copy. Batches and row blocks are spread over the threads; bias (length N, or NULL) is
- * added. */
+ * need no copy. Batches and row blocks are spread over the threads (products under min_parallel
+ * multiply-adds stay on the calling thread); bias (length N, or NULL) is added. */
 void ember_matmul(i64 b1, i64 b2, i64 M, i64 N, i64 K, const float *A, i64 sa1, i64 sa2, i64 sam, i64 sak,
-                  const float *B, i64 sb1, i64 sb2, i64 sbk, i64 sbn, float *C, const float *bias) {
+                  const float *B, i64 sb1, i64 sb2, i64 sbk, i64 sbn, float *C, const float *bias,
+                  i64 min_parallel) {
     i64 batch = b1 * b2;
     i64 lda, ldb;
     int ta = layout(sam, sak, K, &lda), tb = layout(sbk, sbn, N, &ldb);
     if (ta == TRANS && lda < M) lda = M;
     if (tb == TRANS && ldb < K) ldb = K;
-    int nt = omp_get_max_threads();
+    /* a small product runs on this thread alone: waking the others would cost more than it */
+    int nt = batch * M * N * K < min_parallel ? 1 : omp_get_max_threads();
     i64 chunks = batch >= nt ? 1 : (nt + batch - 1) / batch;
     if (chunks > M) chunks = M > 0 ? M : 1;
     i64 tasks = batch * chunks;
     int prev = blas_serial();
-#pragma omp parallel for schedule(static) if (tasks > 1)
+#pragma omp parallel for schedule(static) if (nt > 1 && tasks > 1)
     for (i64 t = 0; t < tasks; t++) {
         i64 b = t / chunks, c = t % chunks, i = b / b2, j = b % b2;
         i64 m0 = M * c / chunks, m1 = M * (c + 1) / chunks;

@@ -22,7 +22,8 @@ _c_void_p, _i64 = ctypes.c_void_p, ctypes.c_int64
 _VARIANTS = (("scipy_", "64_", True), ("", "64_", True), ("", "", False))
 _state: dict = {}
 # below this many multiply-adds waking the OpenMP threads costs more than the product (a decode
-# step's (1, 128) @ (128, 512)): NumPy's BLAS, single-threaded at that size, takes them
+# step's (1, 128) @ (128, 512)): it runs on the calling thread. (Not handed to NumPy: that would
+# wake OpenBLAS's own threads, which then spin on the cores the next kernels need.)
 SMALL_MATMUL = 1 << 20
 
 
@@ -123,8 +124,6 @@ def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) ->
     if b.shape[-2] != K:
         return None
     batch_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    if M * N * K * int(np.prod(batch_shape)) < SMALL_MATMUL:
-        return None
     sa, sb = _mat_strides(a), _mat_strides(b)
     if sa is None or sb is None:
         return None
@@ -140,7 +139,7 @@ def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) ->
     (b1, sa1, sb1), (b2, sa2, sb2) = bd
     lib.ember_matmul(_i64(b1), _i64(b2), _i64(M), _i64(N), _i64(K), _ptr(a), _i64(sa1), _i64(sa2), _i64(sa[0]),
                      _i64(sa[1]), _ptr(b), _i64(sb1), _i64(sb2), _i64(sb[0]), _i64(sb[1]), _ptr(out),
-                     _ptr(bias) if bias is not None else _c_void_p(None))
+                     _ptr(bias) if bias is not None else _c_void_p(None), _i64(SMALL_MATMUL))
     return out
 
 

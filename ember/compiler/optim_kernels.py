@@ -1,8 +1,10 @@
 """Fused optimizer updates: a traced `optimizer.step()` replays as one C loop per parameter.
 
-The Adam/AdamW update is written out by hand in C (its scalars change every step, so they are
-arguments, not constants baked into a traced graph). The arithmetic follows ember.optim.Adam
-operation by operation, in the parameter's dtype. Other optimizers run their own eager step.
+The Adam/AdamW and SGD (momentum, dampening, Nesterov, weight decay, maximize) updates are
+written out by hand in C (their scalars can change every step, so they are arguments, not
+constants baked into a traced graph). The arithmetic follows ember.optim.Adam and ember.optim.SGD
+operation by operation, in the parameter's dtype, so results are bitwise the eager ones. Other
+optimizers run their own eager step.
 """
 
 from __future__ import annotations
@@ -31,7 +33,25 @@ void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, i64 
 }
 ADAM(ember_adam_f32, float, sqrtf)
 ADAM(ember_adam_f64, double, sqrt)
+#define SGD(NAME, T) \
+void NAME(T *restrict p, const T *restrict g, T *restrict buf, i64 n, T lr, T wd, T mom, T omdamp, \
+          int has_wd, int has_mom, int first, int damp, int nesterov, int maximize) { \
+  _Pragma("omp parallel for simd if(n > 1048576)") \
+  for (i64 i = 0; i < n; i++) { \
+    T gi = maximize ? -g[i] : g[i]; \
+    if (has_wd) gi = gi + p[i] * wd; \
+    if (has_mom) { \
+      T b = first ? gi : buf[i] * mom + (damp ? gi * omdamp : gi); \
+      buf[i] = b; \
+      gi = nesterov ? gi + b * mom : b; \
+    } \
+    p[i] = p[i] - gi * lr; \
+  } \
+}
+SGD(ember_sgd_f32, float)
+SGD(ember_sgd_f64, double)
 """
+OPTIM_C = ADAM_C  # the C of every fused optimizer (one string, built with the kernels)
 
 
 def _ptr(a: np.ndarray) -> int:
@@ -44,8 +64,21 @@ def _fusable_adam(opt) -> bool:
                                               for g in opt.param_groups)
 
 
+def _fusable_sgd(opt) -> bool:
+    from ..optim.sgd import SGD
+    return type(opt).step is SGD.step
+
+
+def fusable(opt) -> bool:
+    """Whether `opt.step()` replays as fused C loops (else its own eager step runs)."""
+    return _fusable_adam(opt) or _fusable_sgd(opt)
+
+
 def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
     """Replay `opt.step()` for `params` with gradient buffers `grads` (fused when it can)."""
+    if lib is not None and _fusable_sgd(opt):
+        _sgd_step(opt, params, grads, lib)
+        return
     if lib is None or not _fusable_adam(opt):
         _eager_step(opt, params, grads)
         return
@@ -83,6 +116,39 @@ def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
             fn(*(ctypes.c_void_p(_ptr(b)) for b in bufs), ctypes.c_longlong(p._data.size),
                S(beta1), S(1 - beta1), S(beta2), S(1 - beta2), S(c1), S(c2), S(1 - lr * wd), S(wd),
                ctypes.c_int(mode), ctypes.c_int(update))
+            p._vc[0] += 1
+
+
+def _sgd_step(opt, params, grads, lib) -> None:
+    gmap = {id(p): g for p, g in zip(params, grads)}
+    for group in opt.param_groups:
+        lr, mom, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+        for p in group["params"]:
+            g = gmap.get(id(p))
+            if g is None:
+                continue
+            g = np.ascontiguousarray(g)
+            if not p._data.flags.c_contiguous or g.dtype != p._data.dtype or \
+                    p._data.dtype not in (np.float32, np.float64):
+                _eager_step_one(opt, group, p, g)
+                continue
+            first = False
+            buf = np.empty(0, p._data.dtype)
+            if mom != 0:
+                state = opt.state.setdefault(p, {})
+                if state.get("momentum_buffer") is None:
+                    first = True
+                    state["momentum_buffer"] = Tensor._make(np.empty_like(p._data), p.dtype, p.device)
+                elif not state["momentum_buffer"]._data.flags.c_contiguous:
+                    b = state["momentum_buffer"]
+                    state["momentum_buffer"] = Tensor._make(np.ascontiguousarray(b._data), p.dtype, p.device)
+                buf = state["momentum_buffer"]._data
+            f32 = p._data.dtype == np.float32
+            fn = lib.ember_sgd_f32 if f32 else lib.ember_sgd_f64
+            S, I = (ctypes.c_float if f32 else ctypes.c_double), ctypes.c_int
+            fn(*(ctypes.c_void_p(_ptr(b)) for b in (p._data, g, buf)), ctypes.c_longlong(p._data.size),
+               S(lr), S(wd), S(mom), S(1 - damp), I(wd != 0), I(mom != 0), I(first), I(damp != 0),
+               I(bool(group["nesterov"])), I(bool(group["maximize"])))
             p._vc[0] += 1
 
 

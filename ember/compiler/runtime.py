@@ -171,10 +171,10 @@ def internal_values(graph, lib) -> set:
     """Values no one can hold after a call returns: their kernels may write into buffers allocated
     once. Everything handed out (outputs, final gradients, gradients given to an optimizer's own
     eager step) and every buffer such a value was a view of stays freshly allocated."""
-    from .optim_kernels import _fusable_adam
+    from .optim_kernels import fusable
     exposed = set(_leaves(graph.outputs)) | {vid for _, vid in graph.grads if vid is not None}
     for n in graph.nodes:
-        if n.name == "optimizer_step" and not (lib is not None and _fusable_adam(n.attrs["optimizer"])):
+        if n.name == "optimizer_step" and not (lib is not None and fusable(n.attrs["optimizer"])):
             exposed |= set(n.inputs)  # an eager step may keep a gradient (in its state)
     stack = list(exposed)
     while stack:

@@ -76,9 +76,8 @@ def build(source: str) -> ctypes.CDLL:
             for p in (tmp_c, tmp_so):
                 if os.path.exists(p):
                     os.remove(p)
-    # OpenMP threads that spin while idle steal the cores NumPy's BLAS and other processes need;
-    # libgomp reads this when the first kernel library loads it (an explicit setting wins)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # how long idle OpenMP threads spin before sleeping was set when ember was imported
+    # (GOMP_SPINCOUNT, ember/_threadpools.py): libgomp reads it when this first library loads it
     lib = ctypes.CDLL(path)
     _loaded[path] = lib
     return lib

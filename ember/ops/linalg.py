@@ -36,6 +36,10 @@ class Matmul(Op):
         if a.ndim == 2 and b.ndim == 2:  # plain GEMMs: operands already checked, skip the frontend
             need = ctx.needs_input_grad
             ga = apply(Matmul, g, b.mT) if need[0] else None
+            if need[1] and b._data.flags.f_contiguous and not b._data.flags.c_contiguous:
+                # b is a transposed weight (x @ W.T): produce its gradient in W's own row-major layout,
+                # so W.grad is contiguous and the optimizer reads it without a copy
+                return ga, apply(Matmul, g.mT, a).mT
             return ga, (apply(Matmul, a.mT, g) if need[1] else None)
         if a.requires_grad:
             ga = reduce_to(g @ b.mT, a.shape)

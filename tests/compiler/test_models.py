@@ -7,6 +7,7 @@ import pytest
 import ember
 import ember.nn.functional as F
 from ember import optim
+from ember.compiler import optim_kernels
 from ember.models import (
     GPT,
     LSTMLM,
@@ -129,3 +130,29 @@ def test_fused_adam_state_and_step_count_match_eager():
     for a, b in zip(pc, pe):
         assert _rel(a, b) <= 1e-5
     assert list(fn.entries.values())[0].report["steps"]["optimizer_steps"] == 1
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True, weight_decay=0.01),
+                                dict(momentum=0.5, dampening=0.3, maximize=True)])
+def test_fused_sgd_steps_equal_eager(kw):
+    """The fused SGD loop (optim_kernels.py) against eager SGD over 5 steps: a wrong momentum,
+    dampening, Nesterov or weight-decay term would be off by far more than rounding."""
+    runs = []
+    for compiled in (False, True):
+        m, x, y = _model("mlp")
+        opt = optim.SGD(m.parameters(), lr=0.05, **kw)
+
+        def step(x, y, m=m, opt=opt):
+            opt.zero_grad()
+            loss = F.cross_entropy(m(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        fn = ember.compile(step) if compiled else step
+        losses = [float(fn(x, y)) for _ in range(5)]
+        if compiled:
+            assert optim_kernels.fusable(opt) and list(fn.entries.values())[0].plan is not None
+        runs.append((losses, [p.detach().numpy().copy() for p in m.parameters()]))
+    assert _rel(runs[1][0], runs[0][0]) <= 1e-5
+    for a, b in zip(runs[1][1], runs[0][1]):
+        assert _rel(a, b) <= 1e-5

@@ -105,8 +105,9 @@ def test_library_attention_equals_the_eager_op(lib):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
 
 
-def test_library_matmul_reads_strided_operands_without_copies(lib, monkeypatch):
-    monkeypatch.setattr(library, "SMALL_MATMUL", 0)  # small test shapes, through the library all the same
+@pytest.mark.parametrize("min_parallel", [0, 1 << 20])  # threads split the work, or one thread does it all
+def test_library_matmul_reads_strided_operands_without_copies(lib, monkeypatch, min_parallel):
+    monkeypatch.setattr(library, "SMALL_MATMUL", min_parallel)
     rng = np.random.default_rng(2)
     a = rng.standard_normal((40, 24), dtype=np.float32)
     b = rng.standard_normal((24, 33), dtype=np.float32)
@@ -121,5 +122,3 @@ def test_library_matmul_reads_strided_operands_without_copies(lib, monkeypatch):
     # layouts BLAS cannot read (no unit stride in the matrix) are left to NumPy
     assert library.matmul(lib, a[:, ::2], b[:12]) is None
     assert library.matmul(lib, a.astype(np.float64), b) is None
-    monkeypatch.setattr(library, "SMALL_MATMUL", 1 << 20)
-    assert library.matmul(lib, a, b) is None  # too small to be worth waking the threads
