@@ -132,6 +132,13 @@ def render_expr(expr, out_dtype) -> str:
             hi = _lit(attrs["max"], T)
             x = f"(({x} > {hi}) ? {hi} : {x})"
         return x
+    # the fused backward ops, in the order ops/elementwise.py computes them (same rounding)
+    if name == "threshold_backward":
+        return f"((({CTYPES[T]})({a[1]} > 0)) * {a[0]})"
+    if name == "tanh_backward":
+        return f"(({one} - {a[1]} * {a[1]}) * {a[0]})"
+    if name == "sigmoid_backward":
+        return f"((({one} - {a[1]}) * {a[1]}) * {a[0]})"
     if name == "gelu_backward" and attrs.get("approximate") == "tanh":
         return f"{'gelu_bw_tanhf_' if T is dt.float32 else 'gelu_bw_tanh_'}({a[0]}, {a[1]})"
     if name == "gelu":

@@ -26,7 +26,7 @@ POINTWISE = {
     "neg": 1, "abs": 1, "exp": 1, "log": 1, "sqrt": 1, "rsqrt": 1, "reciprocal": 1, "tanh": 1,
     "sigmoid": 1, "relu": 1, "silu": 1, "sin": 1, "cos": 1, "expm1": 1, "log1p": 1, "gelu": 1,
     "clamp": 1, "logical_not": 1, "bitwise_not": 1, "copy": 1, "contiguous": 1,
-    "gelu_backward": 2,
+    "gelu_backward": 2, "threshold_backward": 2, "tanh_backward": 2, "sigmoid_backward": 2,
     "logical_and": 2, "logical_or": 2, "bitwise_and": 2, "bitwise_or": 2, "bitwise_xor": 2,
 }
 REDUCTIONS = {"sum", "amax", "amin"}

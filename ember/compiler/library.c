@@ -189,3 +189,89 @@ void ember_sdpa_bwd(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 *sg, c
     }
     blas_restore(prev);
 }
+
+/* im2col as ops/nn.py's Unfold lays it out: cols (N, oh*ow, kh*kw*C) contiguous, entry (i, j, c) of
+ * block (oy, ox) = x[n, c, oy*sh - pt + i*dh, ox*sw - pl + j*dw], or `value` in the padding.
+ * x is read through its element strides sx (N, C, H, W). */
+void ember_unfold(i64 N, i64 C, i64 H, i64 W, const float *x, const i64 *sx, i64 kh, i64 kw, i64 dh, i64 dw,
+                  i64 pt, i64 pl, i64 sh, i64 sw, i64 oh, i64 ow, float value, float *cols) {
+    i64 KC = kh * kw * C;
+#pragma omp parallel for schedule(static)
+    for (i64 r = 0; r < N * oh; r++) {
+        i64 n = r / oh, oy = r % oh;
+        for (i64 ox = 0; ox < ow; ox++) {
+            float *dst = cols + (r * ow + ox) * KC;
+            for (i64 i = 0; i < kh; i++) {
+                i64 h = oy * sh - pt + i * dh;
+                for (i64 j = 0; j < kw; j++, dst += C) {
+                    i64 w = ox * sw - pl + j * dw;
+                    if (h < 0 || h >= H || w < 0 || w >= W) {
+                        for (i64 c = 0; c < C; c++) dst[c] = value;
+                        continue;
+                    }
+                    const float *src = x + n * sx[0] + h * sx[2] + w * sx[3];
+                    for (i64 c = 0; c < C; c++) dst[c] = src[c * sx[1]];
+                }
+            }
+        }
+    }
+}
+
+/* col2im (Fold): out (N, Hp, Wp, C) contiguous, the padded image, zeroed, then every block entry
+ * added at its position, kernel offsets (i, j) in the outer loops: the order ops/nn.py adds them.
+ * cols (N, kh*kw*C, oh*ow) is read through its element strides sc. */
+void ember_fold(i64 N, i64 C, i64 Hp, i64 Wp, const float *cols, const i64 *sc, i64 kh, i64 kw, i64 dh, i64 dw,
+                i64 sh, i64 sw, i64 oh, i64 ow, float *out) {
+#pragma omp parallel for schedule(static)
+    for (i64 n = 0; n < N; n++) {
+        float *img = out + n * Hp * Wp * C;
+        for (i64 e = 0; e < Hp * Wp * C; e++) img[e] = 0.0f;
+        for (i64 i = 0; i < kh; i++)
+            for (i64 j = 0; j < kw; j++)
+                for (i64 oy = 0; oy < oh; oy++)
+                    for (i64 ox = 0; ox < ow; ox++) {
+                        float *dst = img + ((oy * sh + i * dh) * Wp + ox * sw + j * dw) * C;
+                        const float *src = cols + n * sc[0] + (i * kw + j) * C * sc[1] + (oy * ow + ox) * sc[2];
+                        for (i64 c = 0; c < C; c++) dst[c] += src[c * sc[1]];
+                    }
+    }
+}
+
+/* max_pool2d as ops/nn.py's MaxPool2d: out (N, oh, ow, C) contiguous (seen as NCHW) and the winning
+ * kernel offset per output (the first maximum; NaN propagates and wins), padding reading -inf.
+ * arg is uint8 when kh*kw < 256 (arg8), else int32 (arg32). Channels must be adjacent in x (sx[1] == 1,
+ * as a convolution's output is here): each window step then compares all channels in one vector loop. */
+void ember_max_pool2d(i64 N, i64 C, i64 H, i64 W, const float *x, const i64 *sx, i64 kh, i64 kw, i64 dh,
+                      i64 dw, i64 pt, i64 pl, i64 sh, i64 sw, i64 oh, i64 ow, float *out, unsigned char *arg8,
+                      int *arg32) {
+#pragma omp parallel for schedule(static)
+    for (i64 r = 0; r < N * oh * ow; r++) {
+        i64 n = r / (oh * ow), oy = r / ow % oh, ox = r % ow;
+        float *b = out + r * C;
+        int a[C];
+        for (i64 c = 0; c < C; c++) a[c] = 0;
+        int k = 0;
+        for (i64 i = 0; i < kh; i++) {
+            i64 h = oy * sh - pt + i * dh;
+            for (i64 j = 0; j < kw; j++, k++) {
+                i64 w = ox * sw - pl + j * dw;
+                int inside = h >= 0 && h < H && w >= 0 && w < W;
+                const float *v = x + n * sx[0] + h * sx[2] + w * sx[3];
+                if (k == 0) {
+                    for (i64 c = 0; c < C; c++) b[c] = inside ? v[c] : -INFINITY;
+                    continue;
+                }
+                if (!inside) continue;  /* -inf never beats the running maximum */
+#pragma omp simd
+                for (i64 c = 0; c < C; c++) {
+                    int take = v[c] > b[c] || v[c] != v[c];
+                    a[c] = take ? k : a[c];
+                    b[c] = take ? v[c] : b[c];
+                }
+            }
+        }
+        for (i64 c = 0; c < C; c++) {
+            if (arg8) arg8[r * C + c] = (unsigned char)a[c]; else arg32[r * C + c] = a[c];
+        }
+    }
+}

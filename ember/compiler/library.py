@@ -18,6 +18,7 @@ from . import toolchain
 
 SOURCE_PATH = os.path.join(os.path.dirname(__file__), "library.c")
 _c_void_p, _i64 = ctypes.c_void_p, ctypes.c_int64
+_ONE, _ZERO, _NULL = _i64(1), _i64(0), _c_void_p(None)
 # (symbol prefix, suffix, ILP64?) of the OpenBLAS builds NumPy ships or links
 _VARIANTS = (("scipy_", "64_", True), ("", "64_", True), ("", "", False))
 _state: dict = {}
@@ -25,6 +26,9 @@ _state: dict = {}
 # step's (1, 128) @ (128, 512)): it runs on the calling thread. (Not handed to NumPy: that would
 # wake OpenBLAS's own threads, which then spin on the cores the next kernels need.)
 SMALL_MATMUL = 1 << 20
+# below this OpenBLAS itself stays on the calling thread (its SMP threshold), and NumPy's call costs
+# a few microseconds less than ours: a decode step's products go to NumPy
+NUMPY_MATMUL = 1 << 18
 
 
 def find_blas():
@@ -77,6 +81,9 @@ def load():
         lib.ember_matmul.restype = None
         lib.ember_sdpa_fwd.restype = None
         lib.ember_sdpa_bwd.restype = None
+        lib.ember_unfold.restype = None
+        lib.ember_fold.restype = None
+        lib.ember_max_pool2d.restype = None
     _state["lib"] = lib
     return lib
 
@@ -123,6 +130,17 @@ def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) ->
     N = b.shape[-1]
     if b.shape[-2] != K:
         return None
+    if a.ndim == 2 and b.ndim == 2 and M and N and K:  # the common case, without the batch logic
+        if M * N * K < NUMPY_MATMUL:
+            return None
+        sa, sb = _mat_strides(a), _mat_strides(b)
+        if sa is None or sb is None:
+            return None
+        out = np.empty((M, N), np.float32)
+        lib.ember_matmul(_ONE, _ONE, _i64(M), _i64(N), _i64(K), _ptr(a), _ZERO, _ZERO, _i64(sa[0]), _i64(sa[1]),
+                         _ptr(b), _ZERO, _ZERO, _i64(sb[0]), _i64(sb[1]), _ptr(out),
+                         _ptr(bias) if bias is not None else _NULL, _i64(SMALL_MATMUL))
+        return out
     batch_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     sa, sb = _mat_strides(a), _mat_strides(b)
     if sa is None or sb is None:
@@ -162,6 +180,8 @@ def sdpa_forward(lib, q, k, v, scale: float, causal: bool):
         return None
     B, H, L, E = q.shape
     S, Ev = k.shape[2], v.shape[3]
+    if B * H * L * S * (E + Ev) < NUMPY_MATMUL:  # a decode step's attention: not worth the threads
+        return None
     out = np.empty((B, H, L, Ev), np.float32)
     P = np.empty((B, H, L, S), np.float32)
     lib.ember_sdpa_fwd(_i64(B), _i64(H), _i64(L), _i64(S), _i64(E), _i64(Ev), _ptr(q), sq, _ptr(k), sk,
@@ -176,13 +196,67 @@ def sdpa_backward(lib, g, q, k, v, P, scale: float):
     if any(s is None for s in st) or len({a.shape for a in arrs}) != 1 or P.dtype != np.float32:
         return None
     B, H, L, E = q.shape
-    if min(q.shape) == 0:
+    if min(q.shape) == 0 or B * H * L * L * E * 2 < NUMPY_MATMUL:
         return None
     P = np.ascontiguousarray(P)
     grads = np.empty((3, B, H, L, E), np.float32)
     lib.ember_sdpa_bwd(_i64(B), _i64(H), _i64(L), _i64(E), _ptr(g), st[0], _ptr(q), st[1], _ptr(k), st[2],
                        _ptr(v), st[3], _ptr(P), ctypes.c_float(scale), _ptr(grads))
     return grads
+
+
+def _geometry(size, k, d, pad, s):
+    return (size + pad[0] + pad[1] - d * (k - 1) - 1) // s + 1
+
+
+def unfold(lib, x: np.ndarray, kernel, dilation, padding, stride, value):
+    """ops/nn.py's Unfold (same layout: a (N, L, kh*kw*C) buffer seen as (N, kh*kw*C, L)); None if not
+    float32."""
+    if x.dtype != np.float32 or x.ndim != 4 or x.size == 0:
+        return None
+    N, C, H, W = x.shape
+    (kh, kw), (dh, dw), ((pt, pb), (pl, pr)), (sh, sw) = kernel, dilation, padding, stride
+    oh, ow = _geometry(H, kh, dh, (pt, pb), sh), _geometry(W, kw, dw, (pl, pr), sw)
+    cols = np.empty((N, oh * ow, kh * kw * C), np.float32)
+    sx = (ctypes.c_int64 * 4)(*(s // 4 for s in x.strides))
+    lib.ember_unfold(*(_i64(v) for v in (N, C, H, W)), _ptr(x), sx,
+                     *(_i64(v) for v in (kh, kw, dh, dw, pt, pl, sh, sw, oh, ow)), ctypes.c_float(value), _ptr(cols))
+    return cols.transpose(0, 2, 1)
+
+
+def fold(lib, cols: np.ndarray, output_size, kernel, dilation, padding, stride):
+    """ops/nn.py's Fold (same layout: the padded channels-last image, seen as (N, C, H, W))."""
+    if cols.dtype != np.float32 or cols.ndim != 3 or cols.size == 0:
+        return None
+    N = cols.shape[0]
+    H, W = output_size
+    (kh, kw), (dh, dw), ((pt, pb), (pl, pr)), (sh, sw) = kernel, dilation, padding, stride
+    oh, ow = _geometry(H, kh, dh, (pt, pb), sh), _geometry(W, kw, dw, (pl, pr), sw)
+    C = cols.shape[1] // (kh * kw)
+    Hp, Wp = H + pt + pb, W + pl + pr
+    out = np.empty((N, Hp, Wp, C), np.float32)
+    sc = (ctypes.c_int64 * 3)(*(s // 4 for s in cols.strides))
+    lib.ember_fold(*(_i64(v) for v in (N, C, Hp, Wp)), _ptr(cols), sc,
+                   *(_i64(v) for v in (kh, kw, dh, dw, sh, sw, oh, ow)), _ptr(out))
+    return out[:, pt:pt + H, pl:pl + W, :].transpose(0, 3, 1, 2)
+
+
+def max_pool2d(lib, x: np.ndarray, kernel, dilation, padding, stride):
+    """ops/nn.py's MaxPool2d: (out seen as NCHW, winning offsets) in its layouts; None unless float32
+    with channels adjacent in memory (NumPy's strided loops beat a C walk over NCHW planes here)."""
+    if x.dtype != np.float32 or x.ndim != 4 or x.size == 0 or (x.shape[1] > 1 and x.strides[1] != 4):
+        return None
+    N, C, H, W = x.shape
+    (kh, kw), (dh, dw), ((pt, pb), (pl, pr)), (sh, sw) = kernel, dilation, padding, stride
+    oh, ow = _geometry(H, kh, dh, (pt, pb), sh), _geometry(W, kw, dw, (pl, pr), sw)
+    out = np.empty((N, oh, ow, C), np.float32)
+    arg = np.empty((N, oh, ow, C), np.uint8 if kh * kw < 256 else np.int32)
+    a8, a32 = (arg, None) if arg.dtype == np.uint8 else (None, arg)
+    sx = (ctypes.c_int64 * 4)(*(s // 4 for s in x.strides))
+    lib.ember_max_pool2d(*(_i64(v) for v in (N, C, H, W)), _ptr(x), sx,
+                         *(_i64(v) for v in (kh, kw, dh, dw, pt, pl, sh, sw, oh, ow)), _ptr(out),
+                         _ptr(a8) if a8 is not None else _NULL, _ptr(a32) if a32 is not None else _NULL)
+    return out.transpose(0, 3, 1, 2), arg
 
 
 def step(graph, n, lib, fallback):
@@ -220,7 +294,25 @@ def step(graph, n, lib, fallback):
                 return fallback(env)
             env[o0] = r
         return run_sdpa_backward
+    if n.name in ("unfold", "fold"):
+        fn, x_id, attrs = (unfold if n.name == "unfold" else fold), ins[0], n.attrs
+
+        def run_im2col(env):
+            r = fn(lib, env[x_id], **attrs)
+            if r is None:
+                return fallback(env)
+            env[o0] = r
+        return run_im2col
+    if n.name == "max_pool2d":
+        x_id, attrs, o1 = ins[0], n.attrs, outs[1]
+
+        def run_max_pool2d(env):
+            r = max_pool2d(lib, env[x_id], **attrs)
+            if r is None:
+                return fallback(env)
+            env[o0], env[o1] = r
+        return run_max_pool2d
     return fallback
 
 
-LIBRARY_OPS = ("matmul", "sdpa", "sdpa_backward")
+LIBRARY_OPS = ("matmul", "sdpa", "sdpa_backward", "unfold", "fold", "max_pool2d")

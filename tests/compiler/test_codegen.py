@@ -1,6 +1,7 @@
 """Fused C kernels against eager: random graphs (hypothesis), fusion counts, float64, layouts."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -208,6 +209,25 @@ def test_gelu_backward_kernel_matches_eager():
     got = cf(x)
     assert "gelu_backward" in " ".join(n for _, names in list(cf.entries.values())[0].report["groups"]
                                        for n in names)
+    _close(got, step(x))
+
+
+@pytest.mark.parametrize("act,bw", [("relu", "threshold_backward"), ("tanh", "tanh_backward"),
+                                    ("sigmoid", "sigmoid_backward")])
+def test_fused_activation_backward_ops_are_kernels_that_match_eager(act, bw):
+    lin = ember.nn.Linear(6, 40)
+
+    def step(x):
+        (getattr(lin(x), act)() * x.sum(1, keepdim=True)).sum().backward()
+        g = lin.weight.grad
+        lin.zero_grad()
+        return g
+
+    cf = ember.compile(step)
+    x = ember.randn(30, 6)
+    cf(x)
+    got = cf(x)
+    assert bw in " ".join(n for _, names in list(cf.entries.values())[0].report["groups"] for n in names)
     _close(got, step(x))
 
 

@@ -89,7 +89,8 @@ def lib():
     return lib
 
 
-def test_library_attention_equals_the_eager_op(lib):
+def test_library_attention_equals_the_eager_op(lib, monkeypatch):
+    monkeypatch.setattr(library, "NUMPY_MATMUL", 0)  # small test shapes, through the library all the same
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 9, 3, 2, 4), dtype=np.float32)  # (B, T, qkv, H, E)
     q, k, v = (x[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # strided head views
@@ -108,6 +109,7 @@ def test_library_attention_equals_the_eager_op(lib):
 @pytest.mark.parametrize("min_parallel", [0, 1 << 20])  # threads split the work, or one thread does it all
 def test_library_matmul_reads_strided_operands_without_copies(lib, monkeypatch, min_parallel):
     monkeypatch.setattr(library, "SMALL_MATMUL", min_parallel)
+    monkeypatch.setattr(library, "NUMPY_MATMUL", 0)  # even these small products through the library
     rng = np.random.default_rng(2)
     a = rng.standard_normal((40, 24), dtype=np.float32)
     b = rng.standard_normal((24, 33), dtype=np.float32)

@@ -1,0 +1,54 @@
+"""library.c's im2col / col2im against the registry's NumPy kernels (ops/nn.py): same values, bit
+for bit, and the same output layout (fused kernels downstream were generated for that layout)."""
+
+import numpy as np
+import pytest
+
+from ember.compiler import library
+from ember.ops import nn as nn_ops
+
+CASES = [((2, 3, 9, 8), dict(kernel=(3, 3), dilation=(1, 1), padding=((1, 1), (1, 1)), stride=(1, 1), value=0.0)),
+         ((2, 4, 10, 10), dict(kernel=(2, 3), dilation=(2, 1), padding=((0, 1), (2, 0)), stride=(2, 1), value=-1.5)),
+         ((2, 4, 8, 8), dict(kernel=(2, 2), dilation=(1, 1), padding=((0, 0), (0, 0)), stride=(2, 2), value=0.0))]
+
+
+@pytest.fixture(scope="module")
+def lib():
+    lib = library.load()
+    if lib is None:
+        pytest.skip("library.c needs a C compiler and NumPy's OpenBLAS")  # CI has both
+    return lib
+
+
+@pytest.mark.parametrize("shape,kw", CASES)
+def test_unfold_and_fold_equal_the_numpy_kernels(lib, shape, kw):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    for xx in (x, channels_last):
+        want, got = nn_ops.Unfold.forward(np, xx, **kw), library.unfold(lib, xx, **kw)
+        assert got.shape == want.shape and got.strides == want.strides
+        np.testing.assert_array_equal(got, want)
+    fold_kw = {k: v for k, v in kw.items() if k != "value"}
+    cols = rng.standard_normal(want.shape, dtype=np.float32)
+    for cc in (cols, np.ascontiguousarray(cols.transpose(0, 2, 1)).transpose(0, 2, 1)):
+        want = nn_ops.Fold.forward(np, cc, output_size=shape[2:], **fold_kw)
+        got = library.fold(lib, cc, shape[2:], **fold_kw)
+        assert got.shape == want.shape and got.strides == want.strides
+        np.testing.assert_array_equal(got, want)
+    assert library.unfold(lib, x.astype(np.float64), **kw) is None  # float64 stays with NumPy
+
+
+@pytest.mark.parametrize("shape,kw", CASES)
+def test_max_pool2d_equals_the_numpy_kernel_including_nan_and_ties(lib, shape, kw):
+    rng = np.random.default_rng(1)
+    x = np.round(rng.standard_normal(shape) * 2).astype(np.float32)  # rounded: many ties
+    x[0, 0, 1, 1] = np.nan
+    assert library.max_pool2d(lib, x, **{k: v for k, v in kw.items() if k != "value"}) is None  # NCHW: NumPy's
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # channels last, as convs leave it
+    pool_kw = {k: v for k, v in kw.items() if k != "value"}
+    want_out, want_arg = nn_ops.MaxPool2d.forward(np, x, **pool_kw)
+    got_out, got_arg = library.max_pool2d(lib, x, **pool_kw)
+    assert got_out.strides == want_out.strides and got_arg.dtype == want_arg.dtype
+    np.testing.assert_array_equal(got_out, want_out)  # NaN where NumPy has NaN
+    np.testing.assert_array_equal(got_arg, want_arg)
