@@ -266,11 +266,15 @@ def step(graph, n, lib, fallback):
     if graph.values[outs[0]].dtype.np != np.float32:
         return fallback
     o0 = outs[0]
-    if n.name == "matmul":
-        a_id, b_id = ins
+    if n.name in ("matmul", "matmul_bias"):
+        a_id, b_id = ins[:2]
+        bias_id = ins[2] if len(ins) > 2 else None
 
         def run_matmul(env):
-            r = matmul(lib, env[a_id], env[b_id])
+            bias = env[bias_id] if bias_id is not None else None
+            if bias is not None and (bias.dtype != np.float32 or not bias.flags.c_contiguous):
+                return fallback(env)
+            r = matmul(lib, env[a_id], env[b_id], bias)
             if r is None:
                 return fallback(env)
             env[o0] = r
@@ -315,4 +319,4 @@ def step(graph, n, lib, fallback):
     return fallback
 
 
-LIBRARY_OPS = ("matmul", "sdpa", "sdpa_backward", "unfold", "fold", "max_pool2d")
+LIBRARY_OPS = ("matmul", "matmul_bias", "sdpa", "sdpa_backward", "unfold", "fold", "max_pool2d")

@@ -56,6 +56,40 @@ class Matmul(Op):
         return 2 * math.prod(out_shape) * a.shape[-1]
 
 
+@register("matmul_bias", OPAQUE)
+class MatmulBias(Op):
+    """a @ b + bias, bias (n,) added along the last dim: a matmul with its bias epilogue. The compiler
+    makes it from `matmul` then `add` (compiler/passes/epilogue.py) so the product's output is
+    written once with the bias already in; the add is the same float addition eager does."""
+
+    def shape(a, b, bias):
+        return Matmul.shape(a, b)
+
+    def forward(xp, a, b, bias):
+        out = Matmul.forward(xp, a, b)
+        out += bias
+        return out
+
+    def backward(ctx, g):
+        a, b, bias = ctx.inputs
+        need = ctx.needs_input_grad
+        return (reduce_to(g @ b.mT, a.shape) if need[0] else None,
+                reduce_to(a.mT @ g, b.shape) if need[1] else None,
+                reduce_to(g, bias.shape) if need[2] else None)
+
+    def flops(out_shape, a, b, bias):
+        return 2 * math.prod(out_shape) * a.shape[-1] + math.prod(out_shape)
+
+
+def matmul_bias(a: Tensor, b: Tensor, bias: Tensor) -> Tensor:
+    """a @ b + bias for float tensors of one dtype, bias 1-D over the last dim of the product."""
+    if a.dtype is not b.dtype or b.dtype is not bias.dtype or bias.ndim != 1 or bias.shape[0] != b.shape[-1]:
+        raise ShapeError(f"matmul_bias: expected a, b and a 1-D bias of b's last size ({b.shape[-1]}) in one "
+                         f"dtype, got {a.dtype} {fmt_shape(a.shape)}, {b.dtype} {fmt_shape(b.shape)}, {bias.dtype} "
+                         f"{fmt_shape(bias.shape)}")
+    return apply(MatmulBias, a, b, bias)
+
+
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """Matrix product with NumPy/PyTorch semantics for 1-D and batched operands."""
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):

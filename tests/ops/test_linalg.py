@@ -130,3 +130,14 @@ def test_matmul_errors(call, msg):
 def test_matmul_of_non_tensor_raises():
     with pytest.raises(ember.DTypeError, match="matmul: both operands must be tensors"):
         ember.ones(2, 2) @ [[1.0, 0.0], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize("shapes", [[(5, 4), (4, 6), (6,)], [(2, 3, 4), (4, 6), (6,)]])
+def test_matmul_bias_matches_torch_and_finite_differences(shapes):
+    from ember.ops.linalg import matmul_bias
+
+    def fn(lib, a, b, bias):
+        return matmul_bias(a, b, bias) if lib is ember else a @ b + bias
+    check_op(fn, shapes)
+    rng = np.random.default_rng(0)
+    gradcheck(lambda a, b, bias: matmul_bias(a, b, bias), [rng.normal(size=s) for s in shapes])

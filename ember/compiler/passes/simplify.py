@@ -11,6 +11,7 @@ import numpy as np
 from ..graph import Graph, _leaves
 from .assemble import assemble_slices
 from .cse_dce import rename
+from .epilogue import matmul_bias
 
 
 def _const_value(graph: Graph, vid: int):
@@ -84,11 +85,12 @@ RULES = [
 
 
 ASSEMBLE_REASON = "a sum of index_add_into of disjoint slices is one assemble_slices"
+EPILOGUE_REASON = "matmul then a bias add is one matmul_bias (the bias is the product's epilogue)"
 
 
 def simplify(graph: Graph) -> list:
-    """Apply RULES once over the graph, then the slice-assembly rewrite (passes/assemble.py);
-    returns [(rule reason, node name)] for each rewrite."""
+    """Apply RULES once over the graph, then the slice-assembly rewrite (passes/assemble.py) and the
+    matmul bias epilogue (passes/epilogue.py); returns [(rule reason, node name)] for each rewrite."""
     fired = []
     mapping: dict = {}
     graph._producer = {}
@@ -113,4 +115,5 @@ def simplify(graph: Graph) -> list:
     del graph._producer, graph._copy_sources
     rename(graph, mapping)
     fired += [(ASSEMBLE_REASON, "add")] * assemble_slices(graph)
+    fired += [(EPILOGUE_REASON, "add")] * matmul_bias(graph)
     return fired

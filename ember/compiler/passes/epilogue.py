@@ -1,0 +1,53 @@
+"""Matmul epilogues: `matmul` then `add` of a bias over the last dim becomes one `matmul_bias` node.
+
+A linear layer traces as a product and a broadcast add. Left apart, the add is a pass of its own over
+the product (or the first op of a fused kernel that must read the product back from memory); as
+the product's epilogue the library kernel adds the bias to each row block while it is still in cache
+(compiler/library.c). Only float32 products whose single use is the add are rewritten: anything
+else still needs the product without the bias.
+"""
+
+from __future__ import annotations
+
+from ...dtype import float32
+from ...ops.registry import REGISTRY
+from ..graph import Graph, Node
+from .assemble import _use_counts
+from .cse_dce import rename
+
+
+def matmul_bias(graph: Graph) -> int:
+    """Fold bias adds into the matmul that feeds them, directly or through a reshape that keeps the
+    last dim (a linear layer on (B, T, C) multiplies (B*T, C) rows); returns how many. The nodes left
+    without a use are dropped by the dead-code pass that follows."""
+    uses = _use_counts(graph)
+    index = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
+    vals, op, count, mapping = graph.values, REGISTRY["matmul_bias"], 0, {}
+    for i, n in enumerate(list(graph.nodes)):
+        if n.name != "add" or len(n.inputs) != 2 or n.n_attr_inputs:
+            continue
+        out = vals[n.outs[0]]
+        if not out.shape:
+            continue
+        for x, bias in (n.inputs, n.inputs[::-1]):
+            bv = vals[bias]
+            if out.dtype is not float32 or bv.dtype is not float32 or bv.shape != (out.shape[-1],) or \
+                    vals[x].shape != out.shape or uses.get(x) != 1 or x not in index:
+                continue
+            via = graph.nodes[index[x]]  # the matmul, or a reshape of it
+            if via.name == "reshape" and not via.n_attr_inputs and uses.get(via.inputs[0]) == 1 and \
+                    via.inputs[0] in index and vals[via.inputs[0]].shape[-1] == out.shape[-1]:
+                j = index[via.inputs[0]]
+                p = graph.nodes[j]
+                if p.name != "matmul" or p.n_attr_inputs or index.get(bias, -1) >= j:
+                    continue  # the bias must exist before the product is computed
+                graph.nodes[j] = Node(op, [*p.inputs, bias], {}, list(p.outs))
+                mapping[n.outs[0]] = x  # the add's result is now the reshape's
+            elif via.name == "matmul" and not via.n_attr_inputs:
+                graph.nodes[i] = Node(op, [*via.inputs, bias], {}, list(n.outs))
+            else:
+                continue
+            count += 1
+            break
+    rename(graph, mapping)
+    return count
