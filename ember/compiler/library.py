@@ -189,7 +189,7 @@ def sdpa_forward(lib, q, k, v, scale: float, causal: bool):
     return out, P
 
 
-def sdpa_backward(lib, g, q, k, v, P, scale: float):
+def sdpa_backward(lib, g, q, k, v, P, scale: float, causal: bool = False):
     """(3, B, H, L, E) gradients of q, k, v; None if not applicable (needs L == S, E == Ev)."""
     arrs = [g, q, k, v]
     st = [_strides4(a) for a in arrs]
@@ -201,7 +201,7 @@ def sdpa_backward(lib, g, q, k, v, P, scale: float):
     P = np.ascontiguousarray(P)
     grads = np.empty((3, B, H, L, E), np.float32)
     lib.ember_sdpa_bwd(_i64(B), _i64(H), _i64(L), _i64(E), _ptr(g), st[0], _ptr(q), st[1], _ptr(k), st[2],
-                       _ptr(v), st[3], _ptr(P), ctypes.c_float(scale), _ptr(grads))
+                       _ptr(v), st[3], _ptr(P), ctypes.c_float(scale), ctypes.c_int(int(causal)), _ptr(grads))
     return grads
 
 
@@ -290,10 +290,10 @@ def step(graph, n, lib, fallback):
             env[o0], env[o1] = r
         return run_sdpa
     if n.name == "sdpa_backward":
-        scale = n.attrs["scale"]
+        scale, causal = n.attrs["scale"], n.attrs["causal"]
 
         def run_sdpa_backward(env):
-            r = sdpa_backward(lib, *(env[i] for i in ins), scale)
+            r = sdpa_backward(lib, *(env[i] for i in ins), scale, causal)
             if r is None:
                 return fallback(env)
             env[o0] = r

@@ -58,7 +58,7 @@ class ScaledDotProductAttention(Op):
         if _Mode.enabled:  # create_graph: the probabilities must depend on q and k
             return _differentiable_grads(g, q, k, v, ctx.scale, ctx.causal)
         p = Tensor._make(ctx.saved.astype(g.dtype.np, copy=False), g.dtype, g.device)
-        grads = apply(ScaledDotProductAttentionBackward, g, q, k, v, p, scale=ctx.scale)
+        grads = apply(ScaledDotProductAttentionBackward, g, q, k, v, p, scale=ctx.scale, causal=ctx.causal)
         return grads[0], grads[1], grads[2]
 
     def flops(out_shape, q, k, v, scale, causal):
@@ -68,14 +68,15 @@ class ScaledDotProductAttention(Op):
 @register("sdpa_backward", OPAQUE)
 class ScaledDotProductAttentionBackward(Op):
     """(g, q, k, v, p) -> (3, B, H, L, E): the gradients of q, k and v stacked (needs L == S and
-    E == Ev, which `sdpa` checks before choosing this op)."""
+    E == Ev, which `sdpa` checks before choosing this op). `causal` only tells a kernel that p is
+    zero above the diagonal (the library's skips those blocks); the formula is the same."""
 
     differentiable = False  # double backward goes through _differentiable_grads instead
 
-    def shape(g, q, k, v, p, scale):
+    def shape(g, q, k, v, p, scale, causal):
         return (3,) + q.shape
 
-    def forward(xp, g, q, k, v, p, scale):
+    def forward(xp, g, q, k, v, p, scale, causal):
         out = xp.empty((3,) + q.shape, dtype=g.dtype)
         g = _stack(xp, g)
         xp.matmul(xp.swapaxes(p, -1, -2), g, out=out[2])  # dv = p^T g
@@ -87,7 +88,7 @@ class ScaledDotProductAttentionBackward(Op):
         xp.matmul(xp.swapaxes(dp, -1, -2), _stack(xp, q), out=out[1])
         return out
 
-    def flops(out_shape, g, q, k, v, p, scale):
+    def flops(out_shape, g, q, k, v, p, scale, causal):
         return 8 * math.prod(q.shape[:-1]) * k.shape[-2] * q.shape[-1]
 
 

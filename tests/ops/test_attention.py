@@ -92,17 +92,19 @@ def lib():
 def test_library_attention_equals_the_eager_op(lib, monkeypatch):
     monkeypatch.setattr(library, "NUMPY_MATMUL", 0)  # small test shapes, through the library all the same
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 9, 3, 2, 4), dtype=np.float32)  # (B, T, qkv, H, E)
-    q, k, v = (x[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # strided head views
+    x = rng.standard_normal((2, 70, 3, 2, 4), dtype=np.float32)  # (B, T, qkv, H, E): T spans 3 causal blocks
+    heads = [x[:, :, i].transpose(0, 2, 1, 3) for i in range(3)]  # strided head views
+    columns = [np.ascontiguousarray(h.swapaxes(-1, -2)).swapaxes(-1, -2) for h in heads]  # column-major
     op = attention_ops.ScaledDotProductAttention
-    for causal in (False, True):
+    for causal, (q, k, v) in ((False, heads), (True, heads), (True, columns)):
         ref_out, ref_p = op.forward(np, q, k, v, scale=0.4, causal=causal)
         out, p = library.sdpa_forward(lib, q, k, v, 0.4, causal)
         np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(p, ref_p, rtol=1e-5, atol=1e-7)
         g = rng.standard_normal(out.shape, dtype=np.float32)
-        ref = attention_ops.ScaledDotProductAttentionBackward.forward(np, g, q, k, v, ref_p, scale=0.4)
-        got = library.sdpa_backward(lib, g, q, k, v, p, 0.4)
+        ref = attention_ops.ScaledDotProductAttentionBackward.forward(np, g, q, k, v, ref_p, scale=0.4,
+                                                                      causal=causal)
+        got = library.sdpa_backward(lib, g, q, k, v, p, 0.4, causal)
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
 
 
