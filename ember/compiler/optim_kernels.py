@@ -33,6 +33,33 @@ void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, i64 
 }
 ADAM(ember_adam_f32, float, sqrtf)
 ADAM(ember_adam_f64, double, sqrt)
+/* Every float32 parameter of an Adam step in one parallel region: chunks of 32K elements of all the
+   tensors are shared out over the threads (one tensor at a time would leave small ones on one core
+   and pay a call per tensor). Per tensor: its buffers and scalars, as ember_adam_f32 takes them. */
+void ember_adam_all_f32(i64 nt, float **p, float **g, float **m, float **v, const i64 *n, const float *sc,
+                        const int *mode, const int *update_p) {
+  i64 starts[nt + 1];
+  starts[0] = 0;
+  for (i64 t = 0; t < nt; t++) starts[t + 1] = starts[t] + (n[t] + 32767) / 32768;
+  _Pragma("omp parallel for schedule(dynamic)")
+  for (i64 c = 0; c < starts[nt]; c++) {
+    i64 t = 0;
+    while (starts[t + 1] <= c) t++;
+    i64 lo = (c - starts[t]) * 32768, hi = lo + 32768 < n[t] ? lo + 32768 : n[t];
+    const float *s = sc + 8 * t;  /* b1, 1-b1, b2, 1-b2, c1, c2, shrink, wd */
+    float *pp = p[t], *mm = m[t], *vv = v[t];
+    const float *gg = g[t];
+    for (i64 i = lo; i < hi; i++) {
+      float pi = pp[i], gi = gg[i];
+      if (mode[t] == 2) pi = pi * s[6]; else if (mode[t] == 1) gi = gi + pi * s[7];
+      float mi = mm[i] * s[0] + gi * s[1];
+      float vi = vv[i] * s[2] + gi * gi * s[3];
+      mm[i] = mi; vv[i] = vi;
+      if (update_p[t]) pi = pi - mi / (sqrtf(vi) * s[4] + s[5]);
+      pp[i] = pi;
+    }
+  }
+}
 #define SGD(NAME, T) \
 void NAME(T *restrict p, const T *restrict g, T *restrict buf, i64 n, T lr, T wd, T mom, T omdamp, \
           int has_wd, int has_mom, int first, int damp, int nesterov, int maximize) { \
@@ -84,6 +111,7 @@ def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
         return
     from ..creation import zeros_like
     gmap = {id(p): g for p, g in zip(params, grads)}
+    batch: list = []
     for group in opt.param_groups:
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         for p in group["params"]:
@@ -110,13 +138,28 @@ def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
             c1 = 1 / (math.sqrt(1 - beta2 ** t) * step_size) if update else 0.0
             c2 = eps / step_size if update else 0.0
             mode = 0 if wd == 0 else (2 if group["decoupled_weight_decay"] else 1)
-            f32 = p._data.dtype == np.float32
-            fn = lib.ember_adam_f32 if f32 else lib.ember_adam_f64
-            S = ctypes.c_float if f32 else ctypes.c_double
-            fn(*(ctypes.c_void_p(_ptr(b)) for b in bufs), ctypes.c_longlong(p._data.size),
-               S(beta1), S(1 - beta1), S(beta2), S(1 - beta2), S(c1), S(c2), S(1 - lr * wd), S(wd),
-               ctypes.c_int(mode), ctypes.c_int(update))
+            scalars = (beta1, 1 - beta1, beta2, 1 - beta2, c1, c2, 1 - lr * wd, wd)
+            if p._data.dtype == np.float32:  # all float32 tensors go in one call below
+                batch.append((bufs, scalars, mode, int(update)))
+            else:
+                S = ctypes.c_double
+                lib.ember_adam_f64(*(ctypes.c_void_p(_ptr(b)) for b in bufs), ctypes.c_longlong(p._data.size),
+                                   *(S(x) for x in scalars), ctypes.c_int(mode), ctypes.c_int(update))
             p._vc[0] += 1
+    if batch:
+        _adam_all_f32(lib, batch)
+
+
+def _adam_all_f32(lib, batch) -> None:
+    """One ember_adam_all_f32 call for [(p, g, m, v buffers), scalars, mode, update] of every tensor."""
+    nt = len(batch)
+    ptrs = [(ctypes.c_void_p * nt)(*(_ptr(b[0][j]) for b in batch)) for j in range(4)]
+    sizes = np.array([b[0][0].size for b in batch], np.int64)
+    scalars = np.array([b[1] for b in batch], np.float32)  # rounded to float32 as ember_adam_f32's are
+    modes = np.array([b[2] for b in batch], np.intc)
+    updates = np.array([b[3] for b in batch], np.intc)
+    lib.ember_adam_all_f32(ctypes.c_longlong(nt), *ptrs, *(ctypes.c_void_p(_ptr(a)) for a in
+                                                           (sizes, scalars, modes, updates)))
 
 
 def _sgd_step(opt, params, grads, lib) -> None:
