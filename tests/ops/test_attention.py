@@ -120,9 +120,13 @@ def test_library_matmul_reads_strided_operands_without_copies(lib, monkeypatch, 
     bias = rng.standard_normal(33, dtype=np.float32)
     cases = [(a, b), (np.asfortranarray(a), b), (a, np.asfortranarray(b)), (a[::1, :12], b[:12]),
              (q, k.swapaxes(-1, -2)), (rng.standard_normal((3, 40, 24), dtype=np.float32), b)]
+    wide = rng.standard_normal((24, 50), dtype=np.float32)  # wider than tall: split by columns
+    cases += [(a[:7], wide), (a[:7], np.asfortranarray(wide)), (np.asfortranarray(a[:7]), wide)]
     for x1, x2 in cases:
         np.testing.assert_allclose(library.matmul(lib, x1, x2), x1 @ x2, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(library.matmul(lib, a, b, bias), a @ b + bias, rtol=1e-5, atol=1e-5)
+    bias50 = rng.standard_normal(50, dtype=np.float32)
+    np.testing.assert_allclose(library.matmul(lib, a[:7], wide, bias50), a[:7] @ wide + bias50, rtol=1e-5, atol=1e-5)
     # layouts BLAS cannot read (no unit stride in the matrix) are left to NumPy
     assert library.matmul(lib, a[:, ::2], b[:12]) is None
     assert library.matmul(lib, a.astype(np.float64), b) is None
