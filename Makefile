@@ -1,7 +1,7 @@
 # ember's entry points. Each target creates .venv (python3 -m venv) on a fresh machine and installs
 # what it needs; a stamp file per extra re-runs pip only when pyproject.toml changes.
 #
-#   make demo       train the default GPT on the Python stdlib source (~2-3 min), print a sample
+#   make demo       train the default GPT (compiled) on the Python stdlib source (~1 min), print a sample
 #   make test       the fast test suite (slow tests deselected): 2 workers, then MPI tests alone
 #   make test-all   every test, slow ones included
 #   make bench      the benchmark scripts in bench/ (ember against NumPy / PyTorch)
@@ -51,7 +51,7 @@ $(VENV)/.stamp-bench: pyproject.toml | $(PY)
 # `ember train` with its defaults: GPT on the source text of the Python standard library (no download)
 DEMO_STEPS ?= 600
 demo: $(VENV)/.stamp-base
-	$(VENV)/bin/ember train --steps $(DEMO_STEPS) --eval-every 200 --out runs/demo
+	$(VENV)/bin/ember train --steps $(DEMO_STEPS) --eval-every 200 --compile --out runs/demo
 
 # $(call pytest_two_phases,EXTRA_ARGS): the parallel phase, then SERIAL_TESTS; fails if either does
 define pytest_two_phases

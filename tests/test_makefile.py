@@ -20,7 +20,7 @@ def test_demo_creates_the_venv_installs_ember_and_trains_the_default_gpt(tmp_pat
     out = _dry_run("demo", tmp_path)
     assert f"-m venv {tmp_path / 'venv'}" in out
     assert "pip install -q -e .\n" in out
-    assert "bin/ember train --steps 600 --eval-every 200 --out runs/demo" in out
+    assert "bin/ember train --steps 600 --eval-every 200 --compile --out runs/demo" in out
 
 
 def test_test_installs_the_test_extra_and_runs_pytest(tmp_path):

@@ -74,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
       "gradients (2) and parameters (3) over the ranks")
     a("--compress", metavar="SPEC", default=S,
       help="DDP gradient compression: fp16, bf16, topk:RATIO, powersgd:RANK or terngrad")
+    a("--compile", action="store_true", default=S,
+      help="run each training step (forward, backward, clipping, optimizer) through ember.compile")
 
 
 def _usage_error(parser: argparse.ArgumentParser, message: str):

@@ -57,6 +57,7 @@ class TrainConfig:
     ddp: bool = False
     zero: int = 0
     compress: str | None = None
+    compile: bool = False
     model_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -91,6 +92,10 @@ class TrainConfig:
             bad("log_every", "expected a positive integer")
         if not isinstance(self.model_config, dict):
             bad("model_config", "expected a table of model config fields")
+        if self.compile and (self.amp == "fp16" or self.ddp or self.zero):
+            raise TrainError("--compile: the compiled step covers single-process training with --amp off or "
+                             "bf16; fp16 loss scaling (its inf check reads values) and --ddp/--zero (collectives) "
+                             "would run eagerly")
         from .parallel import validate
         validate(self)
 

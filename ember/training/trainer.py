@@ -225,6 +225,7 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
     log(f"training {cfg.model} ({sum(p.numel() for p in model.parameters()):,} parameters) on {task.name}: "
         f"{total} steps of batch {batch_size}, {cfg.optimizer} lr {optimizer.param_groups[0]['lr']:g}, amp "
         f"{cfg.amp}; run dir {run_dir}" + (f"; {par.world} ranks" if par.enabled else ""))
+    compiled_step = _compiled_step(cfg, net, model, optimizer, stepper) if cfg.compile else None
     bar = _progress(cfg, total, step)
     it = iter(loader)
     rate = None
@@ -240,24 +241,27 @@ def train(cfg: TrainConfig, *, on_step: Callable[[int, float], bool | None] | No
                 it = iter(loader)
                 continue
             x, y = par.shard(x, y)
-            with autocast_context(cfg.amp):
-                loss = _ce(net(x), y)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    clip_grad_norm(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            elif par.engine is not None:
-                loss.backward()
-                par.engine.step(max_norm=cfg.grad_clip)
+            if compiled_step is not None:  # forward, backward, clipping, update, zero_grad: one replay
+                loss = compiled_step(x, y)
             else:
-                loss.backward()
-                if cfg.grad_clip:
-                    clip_grad_norm(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-            stepper.zero_grad()
+                with autocast_context(cfg.amp):
+                    loss = _ce(net(x), y)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    if cfg.grad_clip:
+                        scaler.unscale_(optimizer)
+                        clip_grad_norm(model.parameters(), cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                elif par.engine is not None:
+                    loss.backward()
+                    par.engine.step(max_norm=cfg.grad_clip)
+                else:
+                    loss.backward()
+                    if cfg.grad_clip:
+                        clip_grad_norm(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                stepper.zero_grad()
             lr = optimizer.param_groups[0]["lr"]
             if scheduler is not None:
                 scheduler.step()
@@ -322,6 +326,23 @@ def _sample(model, task: Task, cfg: TrainConfig) -> str:
     out = model.generate(tensor([prompt]), cfg.sample_tokens, temperature=0.8, top_k=None,
                          generator=Generator(cfg.seed))
     return task.tokenizer.decode(out[0].tolist())
+
+
+def _compiled_step(cfg: TrainConfig, net, model, optimizer, stepper):
+    """`--compile`: the plain (single-process, no loss scaling) step as one ember.compile'd function.
+    The scheduler stays outside: the fused optimizer reads each group's lr when it runs."""
+    from .. import compile as ember_compile
+
+    def train_step(x, y):
+        with autocast_context(cfg.amp):
+            loss = _ce(net(x), y)
+        loss.backward()
+        if cfg.grad_clip:
+            clip_grad_norm(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        stepper.zero_grad()
+        return loss
+    return ember_compile(train_step)
 
 
 def _progress(cfg: TrainConfig, total: int, initial: int):

@@ -53,6 +53,33 @@ def _train_losses(path) -> list[float]:
 # --- exact resume ---------------------------------------------------------------------------------
 
 
+def test_compiled_training_equals_eager_training(tmp_path, text_file):
+    """--compile: the same run (no dropout, AdamW, clipping, warmup + cosine) through ember.compile gives
+    the eager run's losses and weights; the step really is replayed (one trace, plans run)."""
+    cfg = dict(model_config={**TINY_GPT, "dropout": 0.0}, eval_every=0)
+    eager = train(_cfg(text_file, tmp_path / "e", **cfg), log=_quiet)
+    calls = []
+    real = trainer_mod._compiled_step
+
+    def spy(*a):
+        fn = real(*a)
+        calls.append(fn)
+        return fn
+    trainer_mod._compiled_step = spy
+    try:
+        compiled = train(_cfg(text_file, tmp_path / "c", compile=True, **cfg), log=_quiet)
+    finally:
+        trainer_mod._compiled_step = real
+    np.testing.assert_allclose(compiled.losses, eager.losses, rtol=1e-5)
+    fn = calls[0]
+    assert fn.traces == 1 and all(e.plan is not None for e in fn.entries.values())
+    a = ember.load(str(tmp_path / "e" / "checkpoint" / "model.safetensors"))
+    b = ember.load(str(tmp_path / "c" / "checkpoint" / "model.safetensors"))
+    for k in a:
+        np.testing.assert_allclose(b[k].numpy(), a[k].numpy(), rtol=1e-4, atol=1e-6)
+
+
+
 def test_resume_reproduces_the_uninterrupted_run_bit_for_bit(tmp_path, text_file):
     """Straight 14 steps vs. stops at steps 4 and 9, each followed by a resume. Dropout (default RNG),
     warmup + cosine, AdamW moments and the data order all carry state across the checkpoint."""
@@ -324,6 +351,7 @@ def test_mnist_with_only_the_test_files_splits_8000_2000(tmp_path):
     (["--model-config", "n_layer"], "expected KEY=VALUE"),
     (["--model-config", "layers=3"], "GPTConfig has no field 'layers'"),
     (["--resume", "--out", "/no/such/run"], "--resume: no checkpoint in /no/such/run/checkpoint"),
+    (["--compile", "--amp", "fp16"], "--compile: the compiled step covers single-process training"),
 ])
 def test_cli_errors_are_one_line_with_exit_code_2(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
