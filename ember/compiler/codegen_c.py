@@ -12,7 +12,8 @@ import math
 from .. import dtype as dt
 from .kernel_ir import CTYPES, Kernel, Piece
 
-PARALLEL_MIN = 1 << 20  # elements below which threads cost more than they save (2 busy cores)
+PARALLEL_MIN = 1 << 14  # elements below which waking a thread costs more than it saves (W3: 2^20 -> 2^14 took
+# the fused kernels from 16.8 to 10.8 ms a step once idle threads spin briefly, _threadpools.py)
 
 # libm functions declared `omp declare simd`: inside `omp simd` loops GCC then calls glibc's
 # vector variants (libmvec, <= 4 ulp) instead of one scalar call per element
