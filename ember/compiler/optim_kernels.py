@@ -20,7 +20,7 @@ ADAM_C = """
 #define ADAM(NAME, T, SQRT) \\
 void NAME(T *restrict p, const T *restrict g, T *restrict m, T *restrict v, i64 n, T b1, T omb1, T b2, \\
           T omb2, T c1, T c2, T shrink, T wd, int mode, int update_p) { \\
-  _Pragma("omp parallel for simd if(n > 1048576)") \\
+  _Pragma("omp parallel for simd if(n > 32768)") \\
   for (i64 i = 0; i < n; i++) { \\
     T pi = p[i], gi = g[i]; \\
     if (mode == 2) pi = pi * shrink; else if (mode == 1) gi = gi + pi * wd; \\
@@ -63,7 +63,7 @@ void ember_adam_all_f32(i64 nt, float **p, float **g, float **m, float **v, cons
 #define SGD(NAME, T) \
 void NAME(T *restrict p, const T *restrict g, T *restrict buf, i64 n, T lr, T wd, T mom, T omdamp, \
           int has_wd, int has_mom, int first, int damp, int nesterov, int maximize) { \
-  _Pragma("omp parallel for simd if(n > 1048576)") \
+  _Pragma("omp parallel for simd if(n > 32768)") \
   for (i64 i = 0; i < n; i++) { \
     T gi = maximize ? -g[i] : g[i]; \
     if (has_wd) gi = gi + p[i] * wd; \
