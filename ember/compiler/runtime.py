@@ -42,8 +42,10 @@ def _ptr(a) -> int:
     return a.__array_interface__["data"][0]
 
 
-def op_step(graph, n):
-    """A closure running node `n` through its registry kernel, as `apply` does."""
+def op_step(graph, n, stable=frozenset()):
+    """A closure running node `n` through its registry kernel, as `apply` does. A view op whose input
+    is in `stable` (the same buffer every call: a parameter, a buffer kept between calls) remembers
+    its view."""
     op, ins, static, outs = n.op, list(n.inputs), n.attrs, list(n.outs)
     out_dtype = graph.values[outs[0]].dtype
     npd = out_dtype.np
@@ -65,6 +67,8 @@ def op_step(graph, n):
             return a
 
     n_refs = n.n_attr_inputs
+    if op.view and not n_refs and not low and not saves and len(ins) == 1 and ins[0] in stable:
+        return _view_step(fwd, ins, static, o0, npd)
 
     def step(env):
         attrs = {k: resolve(a, env) for k, a in static.items()} if n_refs else static
@@ -82,6 +86,29 @@ def op_step(graph, n):
             res = res.astype(npd)
         env[o0] = res
     return step
+
+
+def _view_step(fwd, ins, attrs, o0, npd):
+    """A view op (reshape, permute, expand, a basic getitem) whose result is remembered: called again
+    on the very same input buffer (a parameter, a buffer kept between calls) it hands back the same
+    view instead of rebuilding it. A result that is a copy, not a view, is never reused: it would
+    not see the input's new values."""
+    last = [None, None]  # the input buffer and the view made of it
+
+    def view(env):
+        x = env[ins[0]]
+        if x is last[0]:
+            env[o0] = last[1]
+            return
+        res = fwd(np, *[env[i] for i in ins], **attrs)
+        if res.__class__ is not np.ndarray:
+            res = np.asarray(res)
+        if res.dtype != npd:
+            res = res.astype(npd)
+        env[o0] = res
+        if res.base is not None and np.may_share_memory(res, x):
+            last[0], last[1] = x, res
+    return view
 
 
 def special_step(graph, n, lib):
@@ -205,6 +232,9 @@ class Plan:
         self.persistent_bytes = sum(b.nbytes for b in slots.values())
         # buffers likely to be the same object next call: persistent ones, parameters, constants
         stable = internal | {vid for vid, g in graph.externals.items() if not isinstance(g, InputGetter)}
+        # values that are the very same buffer on every call: parameters and constants, buffers kept
+        # between calls (views of them need not be rebuilt)
+        same_buffer = set(persistent) | {vid for vid, g in graph.externals.items() if not isinstance(g, InputGetter)}
         blas = None  # matmul and attention kernels (library.c), built when the graph has such ops
         if lib is not None and any(graph.nodes[i].name in library.LIBRARY_OPS for k, i in schedule if k == "node"):
             blas = library.load()
@@ -226,7 +256,7 @@ class Plan:
                 elif blas is not None and n.name in library.LIBRARY_OPS and not n.n_attr_inputs:
                     self.steps.append(library.step(graph, n, blas, op_step(graph, n)))
                 else:
-                    self.steps.append(op_step(graph, n))
+                    self.steps.append(op_step(graph, n, same_buffer))
         self.n_values = len(graph.values)
         self.externals = [(vid, g.index if isinstance(g, InputGetter) else None, g)
                           for vid, g in graph.externals.items()]
