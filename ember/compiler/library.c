@@ -318,3 +318,25 @@ void ember_max_pool2d(i64 N, i64 C, i64 H, i64 W, const float *x, const i64 *sx,
         }
     }
 }
+
+/* max_pool2d's backward (ops/nn.py's MaxPool2dBackward): out (N, Hp, Wp, C), the padded channels-last
+ * image, zeroed, then each g[n, c, oy, ox] added where its window's maximum was: offset arg, which
+ * lies offs[arg] elements past the window's corner. g is read through its element strides sg
+ * (N, C, oh, ow); arg as in ember_max_pool2d. */
+void ember_max_pool2d_backward(i64 N, i64 C, i64 Hp, i64 Wp, const float *g, const i64 *sg,
+                               const unsigned char *arg8, const int *arg32, const i64 *offs, i64 sh, i64 sw,
+                               i64 oh, i64 ow, float *out) {
+#pragma omp parallel for schedule(static)
+    for (i64 n = 0; n < N; n++) {
+        float *img = out + n * Hp * Wp * C;
+        for (i64 e = 0; e < Hp * Wp * C; e++) img[e] = 0.0f;
+        for (i64 oy = 0; oy < oh; oy++)
+            for (i64 ox = 0; ox < ow; ox++) {
+                i64 r = (n * oh + oy) * ow + ox;
+                const float *gp = g + n * sg[0] + oy * sg[2] + ox * sg[3];
+                float *corner = img + (oy * sh * Wp + ox * sw) * C;
+                for (i64 c = 0; c < C; c++)
+                    corner[offs[arg8 ? arg8[r * C + c] : arg32[r * C + c]] + c] += gp[c * sg[1]];
+            }
+    }
+}

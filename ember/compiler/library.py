@@ -84,6 +84,7 @@ def load():
         lib.ember_unfold.restype = None
         lib.ember_fold.restype = None
         lib.ember_max_pool2d.restype = None
+        lib.ember_max_pool2d_backward.restype = None
     _state["lib"] = lib
     return lib
 
@@ -259,6 +260,26 @@ def max_pool2d(lib, x: np.ndarray, kernel, dilation, padding, stride):
     return out.transpose(0, 3, 1, 2), arg
 
 
+def max_pool2d_backward(lib, g: np.ndarray, arg: np.ndarray, input_hw, kernel, dilation, padding, stride):
+    """ops/nn.py's MaxPool2dBackward, in its layout (the padded channels-last image seen as NCHW)."""
+    if g.dtype != np.float32 or g.ndim != 4 or g.size == 0 or arg.dtype not in (np.uint8, np.int32):
+        return None
+    N, C, oh, ow = g.shape
+    H, W = input_hw
+    (kh, kw), (dh, dw), ((pt, pb), (pl, pr)), (sh, sw) = kernel, dilation, padding, stride
+    Hp, Wp = H + pt + pb, W + pl + pr
+    arg = np.ascontiguousarray(arg)
+    # where offset k of a window lands, relative to the window's corner, in out's elements
+    offs = np.array([((k // kw) * dh * Wp + (k % kw) * dw) * C for k in range(kh * kw)], np.int64)
+    a8, a32 = (arg, None) if arg.dtype == np.uint8 else (None, arg)
+    out = np.empty((N, Hp, Wp, C), np.float32)
+    sg = (ctypes.c_int64 * 4)(*(s // 4 for s in g.strides))
+    lib.ember_max_pool2d_backward(*(_i64(v) for v in (N, C, Hp, Wp)), _ptr(g), sg,
+                                  _ptr(a8) if a8 is not None else _NULL, _ptr(a32) if a32 is not None else _NULL,
+                                  _ptr(offs), *(_i64(v) for v in (sh, sw, oh, ow)), _ptr(out))
+    return out[:, pt:pt + H, pl:pl + W, :].transpose(0, 3, 1, 2)
+
+
 def step(graph, n, lib, fallback):
     """A runtime closure for node `n` (matmul, sdpa, sdpa_backward) through library.c, using
     `fallback` (the registry's NumPy kernel) for any call whose dtype or layout it cannot take."""
@@ -307,6 +328,15 @@ def step(graph, n, lib, fallback):
                 return fallback(env)
             env[o0] = r
         return run_im2col
+    if n.name == "max_pool2d_backward":
+        g_id, arg_id, attrs = ins[0], ins[1], n.attrs
+
+        def run_max_pool2d_backward(env):
+            r = max_pool2d_backward(lib, env[g_id], env[arg_id], **attrs)
+            if r is None:
+                return fallback(env)
+            env[o0] = r
+        return run_max_pool2d_backward
     if n.name == "max_pool2d":
         x_id, attrs, o1 = ins[0], n.attrs, outs[1]
 
@@ -319,4 +349,5 @@ def step(graph, n, lib, fallback):
     return fallback
 
 
-LIBRARY_OPS = ("matmul", "matmul_bias", "sdpa", "sdpa_backward", "unfold", "fold", "max_pool2d")
+LIBRARY_OPS = ("matmul", "matmul_bias", "sdpa", "sdpa_backward", "unfold", "fold", "max_pool2d",
+               "max_pool2d_backward")

@@ -174,6 +174,10 @@ class MaxPool2d(Op):
         from .. import creation
         x = ctx.inputs[0]
         arg = ctx.saved  # (N, out_h, out_w, C): winning kernel offset
+        if not _Mode.enabled:  # one op (and one library kernel when compiled); create_graph needs ember ops
+            return apply(MaxPool2dBackward, g, Tensor._make(arg, dt.from_numpy_dtype(arg.dtype), g.device),
+                         input_hw=tuple(x.shape[2:]), kernel=ctx.kernel, dilation=ctx.dilation,
+                         padding=ctx.padding, stride=ctx.stride)
         N, oh, ow, C = arg.shape
         kk = ctx.kernel[0] * ctx.kernel[1]
         won = Tensor._make(arg, dt.from_numpy_dtype(arg.dtype), g.device).unsqueeze(3) == \
@@ -185,6 +189,30 @@ class MaxPool2d(Op):
 
     def flops(out_shape, x, kernel, **attrs):
         return math.prod(out_shape) * kernel[0] * kernel[1]
+
+
+@register("max_pool2d_backward", OPAQUE)
+class MaxPool2dBackward(Op):
+    """max_pool2d's gradient: g (N, C, out_h, out_w) routed to the winning offsets `arg` (N, out_h,
+    out_w, C) -> (N, C, H, W), overlapping windows summed. The same arithmetic as MaxPool2d's
+    differentiable backward (a 0/1 mask product, then fold), as one op."""
+
+    upcast = False
+    differentiable = False  # second derivatives go through MaxPool2d's ember-op backward instead
+
+    def shape(g, arg, input_hw, kernel, dilation, padding, stride):
+        return g.shape[:2] + tuple(input_hw)
+
+    def forward(xp, g, arg, input_hw, kernel, dilation, padding, stride):
+        N, oh, ow, C = arg.shape
+        kk = kernel[0] * kernel[1]
+        won = arg[:, :, :, None, :] == xp.arange(kk, dtype=arg.dtype).reshape(kk, 1)  # (N, oh, ow, kk, C)
+        cols = g.transpose(0, 2, 3, 1)[:, :, :, None, :] * won.astype(g.dtype)
+        return Fold.forward(xp, cols.reshape(N, oh * ow, kk * C).transpose(0, 2, 1), input_hw, kernel, dilation,
+                            padding, stride)
+
+    def flops(out_shape, g, arg, **attrs):
+        return math.prod(g.shape)
 
 
 def _check_blocks(op, H, W, kernel, dilation, padding, stride):

@@ -52,3 +52,19 @@ def test_max_pool2d_equals_the_numpy_kernel_including_nan_and_ties(lib, shape, k
     assert got_out.strides == want_out.strides and got_arg.dtype == want_arg.dtype
     np.testing.assert_array_equal(got_out, want_out)  # NaN where NumPy has NaN
     np.testing.assert_array_equal(got_arg, want_arg)
+
+
+@pytest.mark.parametrize("shape,kw", CASES)
+def test_max_pool2d_backward_equals_the_numpy_kernel(lib, shape, kw):
+    rng = np.random.default_rng(2)
+    pool_kw = {k: v for k, v in kw.items() if k != "value"}
+    x = np.ascontiguousarray(rng.standard_normal(shape, dtype=np.float32).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    out, arg = nn_ops.MaxPool2d.forward(np, x, **pool_kw)
+    g = rng.standard_normal(out.shape, dtype=np.float32)
+    want = nn_ops.MaxPool2dBackward.forward(np, g, arg, shape[2:], **pool_kw)
+    got = library.max_pool2d_backward(lib, g, arg, shape[2:], **pool_kw)
+    assert got.shape == want.shape and got.strides == want.strides
+    # overlapping windows may add a cell's contributions in another order: equal up to rounding
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    if pool_kw["stride"] == pool_kw["kernel"]:  # disjoint windows: one contribution per cell, bit for bit
+        np.testing.assert_array_equal(got, want)
