@@ -242,6 +242,20 @@ void ember_unfold(i64 N, i64 C, i64 H, i64 W, const float *x, const i64 *sx, i64
 #pragma omp parallel for schedule(static)
     for (i64 r = 0; r < N * oh; r++) {
         i64 n = r / oh, oy = r % oh;
+        if (C == 1) {  /* one channel (a first layer): walk each kernel offset along the output row */
+            for (i64 i = 0; i < kh; i++) {
+                i64 h = oy * sh - pt + i * dh;
+                for (i64 j = 0; j < kw; j++) {
+                    float *dst = cols + r * ow * KC + i * kw + j;
+                    const float *src = x + n * sx[0] + h * sx[2];
+                    for (i64 ox = 0; ox < ow; ox++) {
+                        i64 w = ox * sw - pl + j * dw;
+                        dst[ox * KC] = (h < 0 || h >= H || w < 0 || w >= W) ? value : src[w * sx[3]];
+                    }
+                }
+            }
+            continue;
+        }
         for (i64 ox = 0; ox < ow; ox++) {
             float *dst = cols + (r * ow + ox) * KC;
             for (i64 i = 0; i < kh; i++) {
@@ -253,7 +267,12 @@ void ember_unfold(i64 N, i64 C, i64 H, i64 W, const float *x, const i64 *sx, i64
                         continue;
                     }
                     const float *src = x + n * sx[0] + h * sx[2] + w * sx[3];
-                    for (i64 c = 0; c < C; c++) dst[c] = src[c * sx[1]];
+                    if (sx[1] == 1) {  /* channels adjacent (channels-last input): a plain copy */
+#pragma omp simd
+                        for (i64 c = 0; c < C; c++) dst[c] = src[c];
+                    } else {
+                        for (i64 c = 0; c < C; c++) dst[c] = src[c * sx[1]];
+                    }
                 }
             }
         }
@@ -275,7 +294,12 @@ void ember_fold(i64 N, i64 C, i64 Hp, i64 Wp, const float *cols, const i64 *sc, 
                     for (i64 ox = 0; ox < ow; ox++) {
                         float *dst = img + ((oy * sh + i * dh) * Wp + ox * sw + j * dw) * C;
                         const float *src = cols + n * sc[0] + (i * kw + j) * C * sc[1] + (oy * ow + ox) * sc[2];
-                        for (i64 c = 0; c < C; c++) dst[c] += src[c * sc[1]];
+                        if (sc[1] == 1) {
+#pragma omp simd
+                            for (i64 c = 0; c < C; c++) dst[c] += src[c];
+                        } else {
+                            for (i64 c = 0; c < C; c++) dst[c] += src[c * sc[1]];
+                        }
                     }
     }
 }
