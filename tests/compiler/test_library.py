@@ -13,12 +13,9 @@ CASES = [((2, 3, 9, 8), dict(kernel=(3, 3), dilation=(1, 1), padding=((1, 1), (1
          ((3, 1, 7, 6), dict(kernel=(3, 2), dilation=(1, 2), padding=((1, 2), (0, 1)), stride=(1, 2), value=0.5))]
 
 
-@pytest.fixture(scope="module")
-def lib():
-    lib = library.load()
-    if lib is None:
-        pytest.skip("library.c needs a C compiler and NumPy's OpenBLAS")  # CI has both
-    return lib
+@pytest.fixture
+def lib(c_library):
+    return c_library
 
 
 @pytest.mark.parametrize("shape,kw", CASES)

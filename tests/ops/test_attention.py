@@ -81,12 +81,9 @@ def test_masks_dropout_and_uneven_shapes_take_the_composite():
 
 # --- the library kernels the compiler calls ---------------------------------------------------
 
-@pytest.fixture(scope="module")
-def lib():
-    lib = library.load()
-    if lib is None:
-        pytest.skip("library.c needs a C compiler and NumPy's OpenBLAS")  # CI has both
-    return lib
+@pytest.fixture
+def lib(c_library):
+    return c_library
 
 
 def test_library_attention_equals_the_eager_op(lib, monkeypatch):
