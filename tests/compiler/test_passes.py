@@ -3,6 +3,7 @@
 import numpy as np
 
 import ember
+from ember.compiler.passes import epilogue
 from ember.compiler.passes.cse_dce import cse, dce
 from ember.compiler.passes.fusion import fuse, lower
 from ember.compiler.passes.memory import liveness
@@ -187,6 +188,7 @@ def test_a_bias_add_becomes_the_matmul_epilogue_only_when_the_product_has_no_oth
         names = [n.name for n in g.nodes]
         assert "matmul_bias" in names and "matmul" not in names and "add" not in names
         assert any("epilogue" in reason for reason, _ in fired)
+    assert epilogue.matmul_bias(_trace(lambda x: lin(x) * 2, ember.randn(3, 8))) == 1  # the pass alone
     x = ember.randn(2, 5, 8)
     # the product is also returned: it is needed without the bias, so nothing is folded
     g = _trace(lambda x: (lambda p: (p + lin.bias, p))(x @ lin.weight.mT), x)
