@@ -1,4 +1,5 @@
-"""Library kernels for compiled plans: matmul through BLAS on OpenMP threads, fused attention.
+"""Library kernels for compiled plans: matmul through BLAS on OpenMP threads, fused attention,
+im2col / col2im and max pooling.
 
 library.c is hand-written (not generated): it calls the sgemm of the BLAS NumPy already loaded
 (found in this process's memory map, so no second BLAS is linked) from the same OpenMP threads
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
 
 import numpy as np
 
@@ -76,7 +78,14 @@ def load():
     blas = find_blas()
     if blas is not None and toolchain.find_compiler() is not None:
         with open(SOURCE_PATH) as f:
-            lib = toolchain.build(f.read())
+            source = f.read()
+        try:
+            lib = toolchain.build(source)
+        except toolchain.CompileError as e:  # a compiler that rejects it: the NumPy kernels serve instead
+            warnings.warn(f"ember.compile: library.c did not build, matmul and attention use NumPy:\n{e}",
+                          stacklevel=2)
+            _state["lib"] = None
+            return None
         lib.ember_lib_init(_c_void_p(blas[0]), ctypes.c_int(int(blas[1])), _c_void_p(blas[2]), _c_void_p(blas[3]))
         lib.ember_matmul.restype = None
         lib.ember_sdpa_fwd.restype = None
