@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..autograd import _Mode
 from ._util import Tensor, apply
 from .registry import OPAQUE, Op, register
@@ -20,11 +18,11 @@ from .registry import OPAQUE, Op, register
 _MASKS: dict = {}
 
 
-def _causal_bias(L: int, S: int, np_dtype):
+def _causal_bias(xp, L: int, S: int, dtype):
     """(L, S) array of 0 where key j <= query i (top-left aligned, as torch) and -inf above."""
-    key = (L, S, np.dtype(np_dtype).str)
+    key = (xp.__name__, L, S, str(dtype))
     if key not in _MASKS:
-        _MASKS[key] = np.triu(np.full((L, S), -np.inf, np_dtype), 1)
+        _MASKS[key] = xp.triu(xp.full((L, S), -xp.inf, dtype), 1)
     return _MASKS[key]
 
 
@@ -47,7 +45,7 @@ class ScaledDotProductAttention(Op):
         s = xp.matmul(_stack(xp, q), _stack(xp, xp.swapaxes(k, -1, -2)))
         s *= scale
         if causal:
-            s += _causal_bias(s.shape[-2], s.shape[-1], s.dtype)
+            s += _causal_bias(xp, s.shape[-2], s.shape[-1], s.dtype)
         s -= s.max(axis=-1, keepdims=True)
         xp.exp(s, out=s)
         s /= s.sum(axis=-1, keepdims=True)
