@@ -118,6 +118,12 @@ def special_step(graph, n, lib):
         def fill(env):
             env[o] = np.full(shape, value, npd)
         return fill
+    if n.op == "random":  # draw again, from the same generator, as the eager call did
+        fn, gen, dtype, i, o = n.attrs["fn"], n.attrs["generator"], n.attrs["dtype"], n.inputs[0], n.outs[0]
+
+        def draw(env):
+            env[o] = fn(Tensor._make(env[i], dtype), gen)._data
+        return draw
     if n.op == "guard_bool":
         i, expected, where = n.inputs[0], n.attrs["expected"], n.attrs["where"]
 

@@ -253,6 +253,7 @@ class Tracer:
 @contextlib.contextmanager
 def tracing(tr: Tracer):
     """Install `tr` as the dispatcher's tracer and wrap the non-`apply` buffer writes."""
+    from .. import creation as creation_mod
     from .. import ops as ops_mod
     from .. import random as random_mod
     from ..optim.optimizer import Optimizer
@@ -264,6 +265,7 @@ def tracing(tr: Tracer):
         setattr(obj, name, new)
 
     orig_add_grads = autograd._add_grads
+    orig_bernoulli = creation_mod.bernoulli
     orig_finish = autograd._finish_leaf
     orig_inplace = ops_mod._inplace
     orig_fill = Tensor.fill_
@@ -344,6 +346,21 @@ def tracing(tr: Tracer):
             return orig(self, *a, **k)
         return wrapper
 
+    def bernoulli(p, generator=None):
+        # a draw is a graph node that draws again at every replay, from the same generator, so a
+        # compiled step consumes random numbers exactly as the eager step does (dropout's masks)
+        if tr.paused:
+            return orig_bernoulli(p, generator)
+        pid = tr.value_of(p)
+        tr.paused = True
+        try:
+            out = orig_bernoulli(p, generator)
+        finally:
+            tr.paused = tr.broken is not None
+        tr.emit("random", [pid], {"fn": orig_bernoulli, "generator": generator, "dtype": p.dtype},
+                out.shape, out.dtype, out._data)
+        return out
+
     def step_wrapper(orig_step):
         def step(opt, closure=None):
             if closure is not None or tr.paused:
@@ -375,6 +392,7 @@ def tracing(tr: Tracer):
         patch(Tensor, "numpy", breaking("numpy", orig_numpy))
         patch(Tensor, "tolist", breaking("tolist", orig_tolist))
         patch(Tensor, "__bool__", bool_guard)
+        patch(creation_mod, "bernoulli", bernoulli)
         for name in ("uniform", "normal", "integers", "permutation"):
             patch(random_mod.Generator, name, random_break(name, getattr(random_mod.Generator, name)))
         for cls in _subclasses(Optimizer):

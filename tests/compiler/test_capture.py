@@ -66,6 +66,29 @@ def test_random_draws_inside_the_function_break_the_graph():
         cf(ember.randn(3))
 
 
+def test_dropout_masks_are_drawn_in_the_graph_as_eager_draws_them():
+    """bernoulli (dropout's mask) is a graph node that draws again at every replay from the same
+    generator: the compiled and eager calls give the same outputs and leave the generator alike, an
+    unused draw included (dead-code elimination keeps it)."""
+    def f(x):
+        ember.nn.functional.dropout(x, 0.9)  # drawn and thrown away: still advances the generator
+        return ember.nn.functional.dropout(x * 2, 0.3).sum(0)
+
+    x = ember.randn(40, 6)
+    cf = ember.compile(f)
+    runs = []
+    for fn in (f, cf):
+        ember.manual_seed(7)
+        outs = [fn(x).numpy() for _ in range(3)]
+        runs.append((outs, ember.rand(4).numpy()))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_allclose(b, a, rtol=1e-6)
+    assert not np.allclose(runs[1][0][1], runs[1][0][2])  # a fresh mask every call
+    np.testing.assert_array_equal(runs[1][1], runs[0][1])  # the generator ends in the same state
+    entry = next(iter(cf.entries.values()))
+    assert entry.eager_reason is None and sum(n.name == "random" for n in entry.graph.nodes) == 2
+
+
 def test_bool_of_a_tensor_is_a_value_guard_checked_at_replay():
     def f(x):
         if bool((x > 10).any()):  # data-dependent branch, specialised at trace time

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..graph import Graph, Ref
 
-_EFFECTS = ("optimizer_step", "guard_bool")
+_EFFECTS = ("optimizer_step", "guard_bool", "random")  # kept even when unused: a draw advances its generator
 
 
 def _simple(a) -> bool:
