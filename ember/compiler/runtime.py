@@ -42,10 +42,10 @@ def _ptr(a) -> int:
     return a.__array_interface__["data"][0]
 
 
-def op_step(graph, n, stable=frozenset()):
+def op_step(graph, n, same_buffer=frozenset()):
     """A closure running node `n` through its registry kernel, as `apply` does. A view op whose input
-    is in `stable` (the same buffer every call: a parameter, a buffer kept between calls) remembers
-    its view."""
+    is in `same_buffer` (the same buffer every call: a parameter, a buffer kept between calls)
+    remembers its view."""
     op, ins, static, outs = n.op, list(n.inputs), n.attrs, list(n.outs)
     out_dtype = graph.values[outs[0]].dtype
     npd = out_dtype.np
@@ -67,7 +67,7 @@ def op_step(graph, n, stable=frozenset()):
             return a
 
     n_refs = n.n_attr_inputs
-    if op.view and not n_refs and not low and not saves and len(ins) == 1 and ins[0] in stable:
+    if op.view and not n_refs and not low and not saves and len(ins) == 1 and ins[0] in same_buffer:
         return _view_step(fwd, ins, static, o0, npd)
 
     def step(env):
