@@ -1,4 +1,5 @@
-/* Hand-written library kernels that compiled plans call: matmul and fused attention.
+/* Hand-written library kernels that compiled plans call: matmul (with a bias epilogue), fused
+ * attention, and the pieces of convolution and pooling (im2col, col2im, max-pool and its backward).
  *
  * Matmul stays with BLAS (OpenBLAS's sgemm is faster than anything a code generator of this size
  * would emit), but it runs on *our* OpenMP threads: each thread calls single-threaded sgemm on its
@@ -8,6 +9,9 @@
  * Attention runs per (batch, head) on one thread: S = scale * Q K^T, the causal mask and softmax
  * in place, O = P V; backward from the saved probabilities P. PyTorch does the same on CPU
  * (a fused attention kernel) rather than materialising each step as a separate op.
+ *
+ * im2col, col2im and max-pool keep the exact layouts and summation orders of the NumPy kernels in
+ * ops/nn.py, so the fused kernels around them see the strides they were generated for.
  *
  * Strides are in elements; a matrix operand needs unit stride along one of its two dims.
  */
