@@ -83,13 +83,24 @@ static int layout(i64 s_row, i64 s_col, i64 cols, i64 *ld) {
 /* offset of row i of an operand read with transpose flag t and leading dimension ld */
 static inline i64 row_at(int t, i64 ld, i64 i) { return t == NO_TRANS ? i * ld : i; }
 
+/* the epilogue activations, the same arithmetic as generated kernels (codegen_c.py): 1 relu,
+ * 2 gelu with the tanh approximation */
+#pragma omp declare simd notinbranch
+float tanhf(float);
+
+static inline float activate(int act, float x) {
+    if (act == 1) return (x > 0.0f || x != x) ? x : 0.0f;
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
 /* C[i,j] (M x N, contiguous) = A[i,j] (M x K) @ B[i,j] (K x N) for i < b1, j < b2: two batch dims
  * with their own strides (sa1, sa2; sb1, sb2), so attention's (B, H) heads of a strided q, k, v
  * need no copy. Batches and row blocks are spread over the threads (products under min_parallel
- * multiply-adds stay on the calling thread); bias (length N, or NULL) is added. */
+ * multiply-adds stay on the calling thread); bias (length N, or NULL) is added; with act != 0, C keeps
+ * the pre-activation and Y (laid out as C) receives activate(act, C). */
 void ember_matmul(i64 b1, i64 b2, i64 M, i64 N, i64 K, const float *A, i64 sa1, i64 sa2, i64 sam, i64 sak,
                   const float *B, i64 sb1, i64 sb2, i64 sbk, i64 sbn, float *C, const float *bias,
-                  i64 min_parallel) {
+                  i64 min_parallel, int act, float *Y) {
     i64 batch = b1 * b2;
     i64 lda, ldb;
     int ta = layout(sam, sak, K, &lda), tb = layout(sbk, sbn, N, &ldb);
@@ -129,6 +140,13 @@ void ember_matmul(i64 b1, i64 b2, i64 M, i64 N, i64 K, const float *A, i64 sa1, 
                 const float *bb = bias + (by_cols ? lo : 0);
 #pragma omp simd
                 for (i64 q = 0; q < n; q++) out[r * N + q] += bb[q];
+            }
+        if (act)  /* the activation epilogue, on the block while it is in cache */
+            for (i64 r = 0; r < m; r++) {
+                const float *h = out + r * N;
+                float *y = Y + (out - C) + r * N;
+#pragma omp simd
+                for (i64 q = 0; q < n; q++) y[q] = activate(act, h[q]);
             }
     }
     blas_restore(prev);

@@ -131,9 +131,13 @@ def _batch_dims(a: np.ndarray, b: np.ndarray, batch_shape):
     return [(1, 0, 0)] * (2 - len(dims)) + dims
 
 
-def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray | None:
-    """a @ b (+ bias) for float32 operands of 2+ dims through ember_matmul; None if the layout
-    is one BLAS cannot read directly (the caller then uses NumPy)."""
+ACTIVATION_CODES = {None: 0, "relu": 1, "gelu_tanh": 2}  # library.c's `activate`
+
+
+def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, act: str | None = None):
+    """a @ b (+ bias) for float32 operands of 2+ dims through ember_matmul; with `act`, the pair
+    (act(product), product). None if the layout is one BLAS cannot read directly (the caller then
+    uses NumPy)."""
     if a.dtype != np.float32 or b.dtype != np.float32 or a.ndim < 2 or b.ndim < 2:
         return None
     M, K = a.shape[-2:]
@@ -147,10 +151,12 @@ def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) ->
         if sa is None or sb is None:
             return None
         out = np.empty((M, N), np.float32)
+        y = np.empty((M, N), np.float32) if act else None
         lib.ember_matmul(_ONE, _ONE, _i64(M), _i64(N), _i64(K), _ptr(a), _ZERO, _ZERO, _i64(sa[0]), _i64(sa[1]),
                          _ptr(b), _ZERO, _ZERO, _i64(sb[0]), _i64(sb[1]), _ptr(out),
-                         _ptr(bias) if bias is not None else _NULL, _i64(SMALL_MATMUL))
-        return out
+                         _ptr(bias) if bias is not None else _NULL, _i64(SMALL_MATMUL),
+                         ctypes.c_int(ACTIVATION_CODES[act]), _ptr(y) if act else _NULL)
+        return (y, out) if act else out
     batch_shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     sa, sb = _mat_strides(a), _mat_strides(b)
     if sa is None or sb is None:
@@ -159,16 +165,15 @@ def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None) ->
     if bd is None:
         return None
     out = np.empty(tuple(batch_shape) + (M, N), np.float32)
-    if out.size == 0:
-        return out
-    if K == 0:
-        out[...] = 0 if bias is None else bias
-        return out
+    if out.size == 0 or K == 0:
+        return None  # nothing to multiply: NumPy's kernel handles the edge case
     (b1, sa1, sb1), (b2, sa2, sb2) = bd
+    y = np.empty_like(out) if act else None
     lib.ember_matmul(_i64(b1), _i64(b2), _i64(M), _i64(N), _i64(K), _ptr(a), _i64(sa1), _i64(sa2), _i64(sa[0]),
                      _i64(sa[1]), _ptr(b), _i64(sb1), _i64(sb2), _i64(sb[0]), _i64(sb[1]), _ptr(out),
-                     _ptr(bias) if bias is not None else _c_void_p(None), _i64(SMALL_MATMUL))
-    return out
+                     _ptr(bias) if bias is not None else _c_void_p(None), _i64(SMALL_MATMUL),
+                     ctypes.c_int(ACTIVATION_CODES[act]), _ptr(y) if act else _NULL)
+    return (y, out) if act else out
 
 
 def _strides4(a: np.ndarray):
@@ -296,18 +301,23 @@ def step(graph, n, lib, fallback):
     if graph.values[outs[0]].dtype.np != np.float32:
         return fallback
     o0 = outs[0]
-    if n.name in ("matmul", "matmul_bias"):
+    if n.name in ("matmul", "matmul_bias", "matmul_bias_act"):
         a_id, b_id = ins[:2]
         bias_id = ins[2] if len(ins) > 2 else None
+        act = n.attrs.get("act")
+        o1 = outs[1] if act else None
 
         def run_matmul(env):
             bias = env[bias_id] if bias_id is not None else None
             if bias is not None and (bias.dtype != np.float32 or not bias.flags.c_contiguous):
                 return fallback(env)
-            r = matmul(lib, env[a_id], env[b_id], bias)
+            r = matmul(lib, env[a_id], env[b_id], bias, act)
             if r is None:
                 return fallback(env)
-            env[o0] = r
+            if act:
+                env[o0], env[o1] = r
+            else:
+                env[o0] = r
         return run_matmul
     if n.name == "sdpa":
         scale, causal, o1 = n.attrs["scale"], n.attrs["causal"], outs[1]
@@ -358,5 +368,5 @@ def step(graph, n, lib, fallback):
     return fallback
 
 
-LIBRARY_OPS = ("matmul", "matmul_bias", "sdpa", "sdpa_backward", "unfold", "fold", "max_pool2d",
+LIBRARY_OPS = ("matmul", "matmul_bias", "matmul_bias_act", "sdpa", "sdpa_backward", "unfold", "fold", "max_pool2d",
                "max_pool2d_backward")

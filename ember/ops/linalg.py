@@ -81,6 +81,32 @@ class MatmulBias(Op):
         return 2 * math.prod(out_shape) * a.shape[-1] + math.prod(out_shape)
 
 
+# activations a matmul_bias_act epilogue applies: name -> (registry op, its attributes)
+EPILOGUE_ACTIVATIONS = {"relu": ("relu", {}), "gelu_tanh": ("gelu", {"approximate": "tanh"})}
+
+
+@register("matmul_bias_act", OPAQUE)
+class MatmulBiasAct(Op):
+    """act(a @ b + bias), saving the pre-activation a @ b + bias for the activation's backward.
+    Only the compiler makes it (passes/epilogue.py), after the backward has been traced with the
+    separate ops, so it needs no backward of its own."""
+
+    saves = True
+    differentiable = False
+
+    def shape(a, b, bias, act):
+        return Matmul.shape(a, b)
+
+    def forward(xp, a, b, bias, act):
+        from .registry import REGISTRY
+        h = MatmulBias.forward(xp, a, b, bias)
+        name, attrs = EPILOGUE_ACTIVATIONS[act]
+        return REGISTRY[name].forward(xp, h, **attrs), h
+
+    def flops(out_shape, a, b, bias, act):
+        return 2 * math.prod(out_shape) * a.shape[-1] + 2 * math.prod(out_shape)
+
+
 def matmul_bias(a: Tensor, b: Tensor, bias: Tensor) -> Tensor:
     """a @ b + bias for float tensors of one dtype, bias 1-D over the last dim of the product."""
     if a.dtype is not b.dtype or b.dtype is not bias.dtype or bias.ndim != 1 or bias.shape[0] != b.shape[-1]:

@@ -124,6 +124,14 @@ def test_library_matmul_reads_strided_operands_without_copies(lib, monkeypatch, 
     np.testing.assert_allclose(library.matmul(lib, a, b, bias), a @ b + bias, rtol=1e-5, atol=1e-5)
     bias50 = rng.standard_normal(50, dtype=np.float32)
     np.testing.assert_allclose(library.matmul(lib, a[:7], wide, bias50), a[:7] @ wide + bias50, rtol=1e-5, atol=1e-5)
+    # activation epilogues: (act(h), h) with h = a @ b + bias, act as the registry computes it
+    from ember.ops.linalg import MatmulBiasAct
+    for x1, x2, bb in ((a, b, bias), (a[:7], wide, bias50)):
+        for act in ("relu", "gelu_tanh"):
+            y, h = library.matmul(lib, x1, x2, bb, act)
+            want_y, want_h = MatmulBiasAct.forward(np, x1, x2, bb, act=act)
+            np.testing.assert_allclose(h, want_h, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-5)
     # layouts BLAS cannot read (no unit stride in the matrix) are left to NumPy
     assert library.matmul(lib, a[:, ::2], b[:12]) is None
     assert library.matmul(lib, a.astype(np.float64), b) is None

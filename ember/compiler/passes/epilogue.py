@@ -51,3 +51,42 @@ def matmul_bias(graph: Graph) -> int:
             break
     rename(graph, mapping)
     return count
+
+
+# activation nodes an epilogue can take: (op name, its attributes) -> the name matmul_bias_act uses
+_ACTIVATIONS = {("relu", ()): "relu", ("gelu", (("approximate", "tanh"),)): "gelu_tanh"}
+
+
+def matmul_bias_act(graph: Graph) -> int:
+    """Fold a relu or tanh-GELU of a `matmul_bias` result (directly or through a reshape that keeps
+    the last dim) into one `matmul_bias_act` node, which also keeps the pre-activation for the
+    activation's backward; returns how many."""
+    index = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
+    vals, op, count = graph.values, REGISTRY["matmul_bias_act"], 0
+    reshape = REGISTRY["reshape"]
+    for i, n in enumerate(graph.nodes):
+        if n.name not in ("relu", "gelu"):
+            continue
+        act = _ACTIVATIONS.get((n.name, tuple(sorted(n.attrs.items()))))
+        if act is None or len(n.inputs) != 1 or n.inputs[0] not in index or vals[n.outs[0]].dtype is not float32:
+            continue
+        via = graph.nodes[index[n.inputs[0]]]
+        if via.name == "reshape" and not via.n_attr_inputs and via.inputs[0] in index and \
+                vals[via.inputs[0]].shape[-1:] == vals[n.outs[0]].shape[-1:]:
+            j = index[via.inputs[0]]
+            p = graph.nodes[j]
+            if p.name != "matmul_bias":
+                continue
+            y = graph.new_value(vals[p.outs[0]].shape, float32, "node")  # act(product), 2-D
+            graph.nodes[j] = Node(op, list(p.inputs), {"act": act}, [y, p.outs[0]])
+            graph.nodes[i] = Node(reshape, [y], dict(via.attrs), list(n.outs))  # seen as the act's shape
+            graph.aliases[n.outs[0]] = [y]
+        elif via.name == "matmul_bias":
+            j = index[n.inputs[0]]
+            graph.nodes[j] = Node(op, list(via.inputs), {"act": act}, [n.outs[0], via.outs[0]])
+            graph.nodes[i] = None
+        else:
+            continue
+        count += 1
+    graph.nodes = [n for n in graph.nodes if n is not None]
+    return count
