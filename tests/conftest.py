@@ -15,9 +15,23 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def c_library():
-    """ember/compiler/library.c built and bound to NumPy's OpenBLAS (CI has a C compiler and it)."""
+    """ember/compiler/library.c built and bound to its default BLAS (CI has a C compiler, NumPy's
+    OpenBLAS and the `mkl` wheel)."""
     from ember.compiler import library
     lib = library.load()
     if lib is None:
         pytest.skip("library.c needs a C compiler and NumPy's OpenBLAS")
     return lib
+
+
+@pytest.fixture(params=["openblas", "mkl"])
+def blas_library(request, c_library):
+    """library.c bound to each BLAS it can call in turn (the test extra installs MKL), then rebound
+    to the default."""
+    from ember.compiler import library
+    try:
+        prev = library.use_blas(request.param)
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    yield c_library
+    library.use_blas(prev.name)

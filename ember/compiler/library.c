@@ -84,13 +84,38 @@ static int layout(i64 s_row, i64 s_col, i64 cols, i64 *ld) {
 static inline i64 row_at(int t, i64 ld, i64 i) { return t == NO_TRANS ? i * ld : i; }
 
 /* the epilogue activations, the same arithmetic as generated kernels (codegen_c.py): 1 relu,
- * 2 gelu with the tanh approximation */
+ * 2 gelu with the tanh approximation, 3 exact gelu (erf), 4 tanh, 5 sigmoid, 6 silu */
 #pragma omp declare simd notinbranch
 float tanhf(float);
+#pragma omp declare simd notinbranch
+float erff(float);
 
-static inline float activate(int act, float x) {
-    if (act == 1) return (x > 0.0f || x != x) ? x : 0.0f;
-    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+static inline float sigmoidf_(float x) {
+    float e = expf(-fabsf(x));
+    return x >= 0 ? 1.0f / (1.0f + e) : e / (1.0f + e);
+}
+
+/* y[r * ld + q] = act(h[r * ld + q]) for r < m, q < n: one vectorised loop per activation (a
+ * switch inside the loop would keep GCC from vectorising it) */
+#define ACT_LOOP(EXPR)                                                                                  \
+    for (i64 r = 0; r < m; r++) {                                                                       \
+        const float *hr = h + r * ld;                                                                   \
+        float *yr = y + r * ld;                                                                         \
+        _Pragma("omp simd") for (i64 q = 0; q < n; q++) {                                              \
+            const float x = hr[q];                                                                      \
+            yr[q] = (EXPR);                                                                             \
+        }                                                                                               \
+    }
+
+static void activate_rows(int act, const float *h, float *y, i64 m, i64 n, i64 ld) {
+    switch (act) {
+    case 1: ACT_LOOP((x > 0.0f || x != x) ? x : 0.0f) break;
+    case 2: ACT_LOOP(0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)))) break;
+    case 3: ACT_LOOP(0.5f * x * (1.0f + erff(x / 1.4142135623730951f))) break;
+    case 4: ACT_LOOP(tanhf(x)) break;
+    case 5: ACT_LOOP(sigmoidf_(x)) break;
+    default: ACT_LOOP(x * sigmoidf_(x)) break;
+    }
 }
 
 /* C[i,j] (M x N, contiguous) = A[i,j] (M x K) @ B[i,j] (K x N) for i < b1, j < b2: two batch dims
@@ -142,12 +167,7 @@ void ember_matmul(i64 b1, i64 b2, i64 M, i64 N, i64 K, const float *A, i64 sa1, 
                 for (i64 q = 0; q < n; q++) out[r * N + q] += bb[q];
             }
         if (act)  /* the activation epilogue, on the block while it is in cache */
-            for (i64 r = 0; r < m; r++) {
-                const float *h = out + r * N;
-                float *y = Y + (out - C) + r * N;
-#pragma omp simd
-                for (i64 q = 0; q < n; q++) y[q] = activate(act, h[q]);
-            }
+            activate_rows(act, out, Y + (out - C), m, n, N);
     }
     blas_restore(prev);
 }

@@ -1,18 +1,22 @@
 """Library kernels for compiled plans: matmul through BLAS on OpenMP threads, fused attention,
 im2col / col2im and max pooling.
 
-library.c is hand-written (not generated): it calls the sgemm of the BLAS NumPy already loaded
-(found in this process's memory map, so no second BLAS is linked) from the same OpenMP threads
-that run the fused kernels. `load()` builds it through the toolchain's cache and returns None
-where that cannot work (no C compiler, a NumPy without OpenBLAS); the runtime then uses the
-registry's NumPy kernels, which give the same results.
+library.c is hand-written (not generated): it calls a single-threaded sgemm from the same
+OpenMP threads that run the fused kernels. The sgemm is Intel MKL's where the `mkl` wheel is
+installed (`pip install ember[mkl]`; the BLAS PyTorch uses), else the OpenBLAS NumPy already
+loaded (found in this process's memory map, so no second BLAS is linked); EMBER_BLAS=openblas or
+=mkl picks one. `load()` builds library.c through the toolchain's cache and returns None where that
+cannot work (no C compiler, no BLAS found); the runtime then uses the registry's NumPy kernels,
+which give the same results up to rounding.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,6 +28,24 @@ _ONE, _ZERO, _NULL = _i64(1), _i64(0), _c_void_p(None)
 # (symbol prefix, suffix, ILP64?) of the OpenBLAS builds NumPy ships or links
 _VARIANTS = (("scipy_", "64_", True), ("", "64_", True), ("", "", False))
 _state: dict = {}
+_blas: dict = {}
+_MKL_SEQUENTIAL = 1  # MKL_THREADING_SEQUENTIAL in mkl_service.h
+
+
+class Blas(NamedTuple):
+    """An sgemm to call: its library, the function's address, 64-bit integers?, and the library's
+    set/get thread-count functions (None where it is single-threaded already)."""
+    name: str
+    path: str
+    sgemm: int
+    ilp64: bool
+    set_threads: int | None
+    get_threads: int | None
+    dll: ctypes.CDLL
+
+
+def _addr(fn) -> int:
+    return ctypes.cast(fn, _c_void_p).value
 # below this many multiply-adds waking the OpenMP threads costs more than the product (a decode
 # step's (1, 128) @ (128, 512)): it runs on the calling thread. (Not handed to NumPy: that would
 # wake OpenBLAS's own threads, which then spin on the cores the next kernels need.)
@@ -33,12 +55,8 @@ SMALL_MATMUL = 1 << 20
 NUMPY_MATMUL = 1 << 18
 
 
-def find_blas():
-    """(sgemm, ILP64?, set_num_threads, get_num_threads) addresses from the OpenBLAS NumPy
-    loaded, or None."""
-    if "blas" in _state:
-        return _state["blas"]
-    found = None
+def _openblas():
+    """NumPy's OpenBLAS, found in this process's memory map: a `Blas`, or None."""
     paths = []
     try:
         with open("/proc/self/maps") as f:
@@ -56,22 +74,61 @@ def find_blas():
             continue
         for pre, suf, ilp64 in _VARIANTS:
             try:
-                sgemm = getattr(dll, f"{pre}cblas_sgemm{suf}")
-                set_n = getattr(dll, f"{pre}openblas_set_num_threads{suf}")
-                get_n = getattr(dll, f"{pre}openblas_get_num_threads{suf}")
+                fns = [getattr(dll, f"{pre}{f}{suf}") for f in
+                       ("cblas_sgemm", "openblas_set_num_threads", "openblas_get_num_threads")]
             except AttributeError:
                 continue
-            addr = [ctypes.cast(f, _c_void_p).value for f in (sgemm, set_n, get_n)]
-            found = (addr[0], ilp64, addr[1], addr[2], dll)
-            break
-        if found:
-            break
-    _state["blas"] = found
-    return found
+            return Blas("openblas", path, *(_addr(f) for f in fns[:1]), ilp64, *(_addr(f) for f in fns[1:]), dll)
+    return None
+
+
+def _mkl_paths() -> list[str]:
+    """Where the `mkl` wheel puts libmkl_rt: <prefix>/lib of this environment (or the user base)."""
+    import site
+    prefixes = [sys.prefix, sys.base_prefix, getattr(site, "USER_BASE", None) or ""]
+    return [os.path.join(d, "lib", n) for d in dict.fromkeys(prefixes) if d
+            for n in ("libmkl_rt.so.3", "libmkl_rt.so.2", "libmkl_rt.so")]
+
+
+def _mkl():
+    """Intel MKL's single-threaded sgemm from the `mkl` wheel (`pip install ember[mkl]`), or None.
+
+    It is loaded privately (RTLD_LOCAL), so PyTorch's own MKL in the same process is not touched,
+    and with the sequential threading layer: our OpenMP threads split the work, as with OpenBLAS.
+    """
+    for path in _mkl_paths():
+        if not os.path.exists(path):
+            continue
+        try:
+            dll = ctypes.CDLL(path)
+            layer = dll.MKL_Set_Threading_Layer(ctypes.c_int(_MKL_SEQUENTIAL))
+            sgemm, set_n, get_n = dll.cblas_sgemm, dll.MKL_Set_Num_Threads, dll.MKL_Get_Max_Threads
+        except (OSError, AttributeError):
+            continue
+        if layer == _MKL_SEQUENTIAL:  # nothing to switch off around our parallel regions
+            return Blas("mkl", path, _addr(sgemm), False, None, None, dll)
+        # MKL was initialised by someone else with threads: set its count to 1 around our regions
+        return Blas("mkl", path, _addr(sgemm), False, _addr(set_n), _addr(get_n), dll)
+    return None
+
+
+def find_blas(name: str | None = None):
+    """The BLAS whose sgemm library.c calls: a `Blas`, or None.
+
+    `name` (or the EMBER_BLAS environment variable) is "mkl" or "openblas"; by default MKL where the
+    `mkl` wheel is installed (1.05-1.2x OpenBLAS's sgemm on one core of this project's CI machine
+    for a training step's shapes, and 1.5x once the operands are cold in cache: docs/compiler.md),
+    else NumPy's OpenBLAS."""
+    name = (name or os.environ.get("EMBER_BLAS") or "auto").lower()
+    if name not in ("auto", "mkl", "openblas"):
+        raise ValueError(f"EMBER_BLAS={name!r}: expected 'mkl' or 'openblas' (or unset for the fastest found)")
+    if name not in _blas:
+        _blas[name] = (_mkl() or _openblas()) if name == "auto" else (_mkl() if name == "mkl" else _openblas())
+    return _blas[name]
 
 
 def load():
-    """The built library.c, initialised with NumPy's BLAS; None where it cannot be used."""
+    """The built library.c, bound to `find_blas()`'s sgemm; None where it cannot be used."""
     if "lib" in _state:
         return _state["lib"]
     lib = None
@@ -86,7 +143,7 @@ def load():
                           stacklevel=2)
             _state["lib"] = None
             return None
-        lib.ember_lib_init(_c_void_p(blas[0]), ctypes.c_int(int(blas[1])), _c_void_p(blas[2]), _c_void_p(blas[3]))
+        _bind(lib, blas)
         lib.ember_matmul.restype = None
         lib.ember_sdpa_fwd.restype = None
         lib.ember_sdpa_bwd.restype = None
@@ -96,6 +153,29 @@ def load():
         lib.ember_max_pool2d_backward.restype = None
     _state["lib"] = lib
     return lib
+
+
+def _bind(lib, blas: Blas) -> None:
+    lib.ember_lib_init(_c_void_p(blas.sgemm), ctypes.c_int(int(blas.ilp64)), _c_void_p(blas.set_threads),
+                       _c_void_p(blas.get_threads))
+    _state["blas"] = blas
+
+
+def current_blas() -> Blas | None:
+    """The BLAS the loaded library.c calls (None before `load()` or where it is unavailable)."""
+    return _state.get("blas")
+
+
+def use_blas(name: str) -> Blas:
+    """Bind the loaded library.c to another BLAS ("mkl" or "openblas"); returns the previous one.
+    Raises RuntimeError when that BLAS or the library is not available."""
+    lib, blas = load(), find_blas(name)
+    if lib is None or blas is None:
+        raise RuntimeError(f"use_blas({name!r}): " + ("library.c is not available" if lib is None else
+                           f"no {name} found (mkl: pip install ember[mkl]; openblas: NumPy's)"))
+    prev = _state["blas"]
+    _bind(lib, blas)
+    return prev
 
 
 def _ptr(a: np.ndarray) -> _c_void_p:
@@ -131,7 +211,8 @@ def _batch_dims(a: np.ndarray, b: np.ndarray, batch_shape):
     return [(1, 0, 0)] * (2 - len(dims)) + dims
 
 
-ACTIVATION_CODES = {None: 0, "relu": 1, "gelu_tanh": 2}  # library.c's `activate`
+# library.c's `activate_rows` codes
+ACTIVATION_CODES = {None: 0, "relu": 1, "gelu_tanh": 2, "gelu": 3, "tanh": 4, "sigmoid": 5, "silu": 6}
 
 
 def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, act: str | None = None):

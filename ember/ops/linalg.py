@@ -82,7 +82,9 @@ class MatmulBias(Op):
 
 
 # activations a matmul_bias_act epilogue applies: name -> (registry op, its attributes)
-EPILOGUE_ACTIVATIONS = {"relu": ("relu", {}), "gelu_tanh": ("gelu", {"approximate": "tanh"})}
+EPILOGUE_ACTIVATIONS = {"relu": ("relu", {}), "gelu_tanh": ("gelu", {"approximate": "tanh"}),
+                        "gelu": ("gelu", {"approximate": "none"}), "tanh": ("tanh", {}),
+                        "sigmoid": ("sigmoid", {}), "silu": ("silu", {})}
 
 
 @register("matmul_bias_act", OPAQUE)

@@ -133,12 +133,15 @@ def test_noncontiguous_input_layout_is_honoured():
 
 
 def test_matmul_with_its_bias_and_activation_is_one_library_op():
-    """(x @ w + b).relu() and a linear layer's tanh-GELU on 3-D input (a reshaped product) both
-    become one matmul_bias_act: no fused kernel left, the same values as eager."""
+    """(x @ w + b).relu() and a linear layer followed by each epilogue activation on 3-D input (a
+    reshaped product) become one matmul_bias_act: no fused kernel left, the same values as eager."""
     w, b = ember.randn(8, 16), ember.randn(16)
     lin = ember.nn.Linear(8, 16)
-    for f, x in ((lambda x: (x @ w + b).relu(), ember.randn(4, 8)),
-                 (lambda x: ember.nn.functional.gelu(lin(x), approximate="tanh"), ember.randn(3, 5, 8))):
+    F = ember.nn.functional
+    acts = [lambda h: F.gelu(h, approximate="tanh"), F.gelu, ember.tanh, ember.sigmoid, F.silu]
+    cases = [(lambda x: (x @ w + b).relu(), ember.randn(4, 8))]
+    cases += [(lambda x, act=act: act(lin(x)), 3 * ember.randn(3, 5, 8)) for act in acts]
+    for f, x in cases:
         with ember.no_grad():
             cf = ember.compile(f)
             cf(x)
@@ -340,3 +343,35 @@ def test_reductions_over_a_middle_dim_walk_memory_in_order():
     # dim and reduces the innermost: a row kernel
     assert [(k.reduce[0], k.column, k.column_outer) for k in ks] == [
         ("sum", True, 1), ("amax", True, 1), ("amin", False, 0)] * 2
+
+
+@pytest.mark.parametrize("act", ["GELU", "Tanh", "Sigmoid", "SiLU"])
+def test_training_through_each_epilogue_activation_matches_eager(act):
+    """Three SGD steps of Linear-act-Linear, compiled (the act folded into matmul_bias_act, its
+    backward reading the saved pre-activation or the output) against eager."""
+    def make():
+        ember.manual_seed(3)
+        model = ember.nn.Sequential(ember.nn.Linear(8, 32), getattr(ember.nn, act)(), ember.nn.Linear(32, 4))
+        return model, ember.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    x, y = 2 * ember.randn(16, 8), ember.randint(0, 4, (16,))
+    results = []
+    for compiled in (False, True):
+        model, opt = make()
+
+        def step(x, y, model=model, opt=opt):
+            opt.zero_grad()
+            loss = ember.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        run = ember.compile(step) if compiled else step
+        losses = [float(run(x, y)) for _ in range(3)]
+        results.append((losses, [p.detach().numpy().copy() for p in model.parameters()]))
+        if compiled:
+            names = [n.name for n in list(run.entries.values())[0].graph.nodes]
+            assert "matmul_bias_act" in names
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
+    for got, want in zip(results[1][1], results[0][1]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

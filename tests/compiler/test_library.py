@@ -1,5 +1,6 @@
 """library.c's im2col / col2im against the registry's NumPy kernels (ops/nn.py): same values, bit
-for bit, and the same output layout (fused kernels downstream were generated for that layout)."""
+for bit, and the same output layout (fused kernels downstream were generated for that layout); the
+choice of BLAS (its matmul and attention are tested under each in tests/ops/test_attention.py)."""
 
 import numpy as np
 import pytest
@@ -67,3 +68,24 @@ def test_max_pool2d_backward_equals_the_numpy_kernel(lib, shape, kw):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     if pool_kw["stride"] == pool_kw["kernel"]:  # disjoint windows: one contribution per cell, bit for bit
         np.testing.assert_array_equal(got, want)
+
+
+def test_find_blas_honours_ember_blas_and_rejects_unknown_names(monkeypatch):
+    monkeypatch.setattr(library, "_blas", {})
+    monkeypatch.setenv("EMBER_BLAS", "openblas")
+    blas = library.find_blas()
+    assert blas is not None and blas.name == "openblas" and "openblas" in blas.path.lower()
+    monkeypatch.setenv("EMBER_BLAS", "atlas")
+    with pytest.raises(ValueError, match="EMBER_BLAS='atlas': expected 'mkl' or 'openblas'"):
+        library.find_blas()
+
+
+def test_mkl_is_preferred_when_installed_and_loaded_single_threaded(monkeypatch):
+    monkeypatch.setattr(library, "_blas", {})
+    monkeypatch.delenv("EMBER_BLAS", raising=False)
+    mkl = library.find_blas("mkl")
+    if mkl is None:
+        pytest.skip("the mkl wheel is not installed (pip install ember[mkl])")
+    assert library.find_blas()[:3] == mkl[:3]  # name, path, sgemm address
+    # the sequential layer: inside our OpenMP regions MKL must not start threads of its own
+    assert mkl.dll.MKL_Set_Threading_Layer(1) == 1 and mkl.set_threads is None

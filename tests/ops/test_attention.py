@@ -82,8 +82,8 @@ def test_masks_dropout_and_uneven_shapes_take_the_composite():
 # --- the library kernels the compiler calls ---------------------------------------------------
 
 @pytest.fixture
-def lib(c_library):
-    return c_library
+def lib(blas_library):
+    return blas_library
 
 
 def test_library_attention_equals_the_eager_op(lib, monkeypatch):
@@ -125,9 +125,9 @@ def test_library_matmul_reads_strided_operands_without_copies(lib, monkeypatch, 
     bias50 = rng.standard_normal(50, dtype=np.float32)
     np.testing.assert_allclose(library.matmul(lib, a[:7], wide, bias50), a[:7] @ wide + bias50, rtol=1e-5, atol=1e-5)
     # activation epilogues: (act(h), h) with h = a @ b + bias, act as the registry computes it
-    from ember.ops.linalg import MatmulBiasAct
+    from ember.ops.linalg import EPILOGUE_ACTIVATIONS, MatmulBiasAct
     for x1, x2, bb in ((a, b, bias), (a[:7], wide, bias50)):
-        for act in ("relu", "gelu_tanh"):
+        for act in EPILOGUE_ACTIVATIONS:
             y, h = library.matmul(lib, x1, x2, bb, act)
             want_y, want_h = MatmulBiasAct.forward(np, x1, x2, bb, act=act)
             np.testing.assert_allclose(h, want_h, rtol=1e-5, atol=1e-5)

@@ -10,6 +10,7 @@ else still needs the product without the bias.
 from __future__ import annotations
 
 from ...dtype import float32
+from ...ops.linalg import EPILOGUE_ACTIVATIONS
 from ...ops.registry import REGISTRY
 from ..graph import Graph, Node
 from .assemble import _use_counts
@@ -54,18 +55,20 @@ def matmul_bias(graph: Graph) -> int:
 
 
 # activation nodes an epilogue can take: (op name, its attributes) -> the name matmul_bias_act uses
-_ACTIVATIONS = {("relu", ()): "relu", ("gelu", (("approximate", "tanh"),)): "gelu_tanh"}
+_ACTIVATIONS = {(op, tuple(sorted(attrs.items()))): act for act, (op, attrs) in EPILOGUE_ACTIVATIONS.items()}
+_ACTIVATION_OPS = {op for op, _ in _ACTIVATIONS}
 
 
 def matmul_bias_act(graph: Graph) -> int:
-    """Fold a relu or tanh-GELU of a `matmul_bias` result (directly or through a reshape that keeps
-    the last dim) into one `matmul_bias_act` node, which also keeps the pre-activation for the
-    activation's backward; returns how many."""
+    """Fold an activation (relu, GELU exact or tanh, tanh, sigmoid, SiLU: EPILOGUE_ACTIVATIONS) of a
+    `matmul_bias` result (directly or through a reshape that keeps the last dim) into one
+    `matmul_bias_act` node, which also keeps the pre-activation for the activation's backward;
+    returns how many."""
     index = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
     vals, op, count = graph.values, REGISTRY["matmul_bias_act"], 0
     reshape = REGISTRY["reshape"]
     for i, n in enumerate(graph.nodes):
-        if n.name not in ("relu", "gelu"):
+        if n.name not in _ACTIVATION_OPS:
             continue
         act = _ACTIVATIONS.get((n.name, tuple(sorted(n.attrs.items()))))
         if act is None or len(n.inputs) != 1 or n.inputs[0] not in index or vals[n.outs[0]].dtype is not float32:
