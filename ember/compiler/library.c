@@ -172,6 +172,93 @@ void ember_matmul(i64 b1, i64 b2, i64 M, i64 N, i64 K, const float *A, i64 sa1, 
     blas_restore(prev);
 }
 
+/* dh = f(g, s) in place over an m x n block (row stride ld), g the product already in dh: the
+ * activation backward ops as ops/elementwise.py computes them (codes as in library.py) */
+#define GRAD_LOOP(EXPR)                                                                                 \
+    for (i64 r = 0; r < m; r++) {                                                                       \
+        float *gr = dh + r * ld;                                                                        \
+        const float *sr = s + r * ld;                                                                   \
+        _Pragma("omp simd") for (i64 q = 0; q < n; q++) {                                              \
+            const float g = gr[q], x = sr[q];                                                           \
+            gr[q] = (EXPR);                                                                             \
+        }                                                                                               \
+    }
+
+static inline float gelu_grad_tanh(float g, float x) {
+    float x2 = x * x, t = tanhf(0.7978845608028654f * (x + 0.044715f * x2 * x));
+    float d = 1 - t * t;
+    d = d * (0.7978845608028654f * (1 + 0.134145f * x2));
+    d = d * x;
+    d = d + t;
+    d = d + 1;
+    d = d * 0.5f;
+    return g * d;
+}
+
+static void act_grad_rows(int code, float *dh, const float *s, i64 m, i64 n, i64 ld) {
+    switch (code) {
+    case 1: GRAD_LOOP((float)(x > 0) * g) break;  /* threshold_backward */
+    case 2: GRAD_LOOP(gelu_grad_tanh(g, x)) break;
+    case 3: GRAD_LOOP(g * (0.5f * (1 + erff(x / 1.4142135623730951f)) + x * expf(-0.5f * x * x) * 0.3989422804014327f))
+            break;
+    case 4: GRAD_LOOP((1 - x * x) * g) break;  /* tanh_backward: s is tanh's output */
+    default: GRAD_LOOP(((1 - x) * x) * g) break;  /* sigmoid_backward: s is sigmoid's output */
+    }
+}
+
+/* dH (M x N, contiguous) = f(A @ B, S) for A (M x K), B (K x N) read through their strides, S (M x N
+ * contiguous) and the activation backward `code`; with dbias != NULL also dbias[j] = sum_i dH[i, j].
+ * Each thread takes a block of rows (or of columns when wider than tall), multiplies, applies f and
+ * sums its block's columns while it is in cache, in double precision; the blocks' partial sums are
+ * added in block order. */
+void ember_matmul_act_backward(i64 M, i64 N, i64 K, const float *A, i64 sam, i64 sak, const float *B, i64 sbk,
+                               i64 sbn, const float *S, float *dH, float *dbias, i64 min_parallel, int code) {
+    i64 lda, ldb;
+    int ta = layout(sam, sak, K, &lda), tb = layout(sbk, sbn, N, &ldb);
+    if (ta == TRANS && lda < M) lda = M;
+    if (tb == TRANS && ldb < K) ldb = K;
+    int nt = M * N * K < min_parallel ? 1 : omp_get_max_threads();
+    int by_cols = N > M;
+    i64 extent = by_cols ? N : M, chunks = nt < extent ? nt : (extent > 0 ? extent : 1);
+    double *part = dbias ? calloc((size_t)(chunks * N), sizeof(double)) : NULL;
+    int prev = blas_serial();
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (i64 c = 0; c < chunks; c++) {
+        i64 lo = extent * c / chunks, hi = extent * (c + 1) / chunks;
+        if (hi <= lo) continue;
+        const float *a = A, *bm = B;
+        i64 m = M, n = N, off;
+        if (by_cols) {
+            bm += row_at(tb == NO_TRANS ? TRANS : NO_TRANS, ldb, lo);  /* column lo of op(B) */
+            off = lo;
+            n = hi - lo;
+        } else {
+            a += row_at(ta, lda, lo);
+            off = lo * N;
+            m = hi - lo;
+        }
+        gemm(ta, tb, m, n, K, 1.0f, a, lda, bm, ldb, 0.0f, dH + off, N);
+        act_grad_rows(code, dH + off, S + off, m, n, N);
+        if (!part) continue;
+        double *acc = part + c * N + (by_cols ? lo : 0);  /* this block's columns, this block's slot */
+        for (i64 r = 0; r < m; r++) {
+            const float *row = dH + off + r * N;
+#pragma omp simd
+            for (i64 q = 0; q < n; q++) acc[q] += row[q];
+        }
+    }
+    blas_restore(prev);
+    if (part) {
+        for (i64 q = 0; q < N; q++) {
+            double acc = part[q];
+            for (i64 c = 1; c < chunks; c++) acc += part[c * N + q];
+            dbias[q] = (float)acc;
+        }
+        free(part);
+    }
+}
+
+
 /* softmax of each row of S (rows x Sn, row stride Sn) in place; row i is query row0 + i, which under
  * `causal` sees keys j <= row0 + i only (the rest, computed or not, become 0) */
 static void softmax_rows(float *s, i64 row0, i64 rows, i64 Sn, int causal) {

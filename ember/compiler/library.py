@@ -145,6 +145,7 @@ def load():
             return None
         _bind(lib, blas)
         lib.ember_matmul.restype = None
+        lib.ember_matmul_act_backward.restype = None
         lib.ember_sdpa_fwd.restype = None
         lib.ember_sdpa_bwd.restype = None
         lib.ember_unfold.restype = None
@@ -255,6 +256,32 @@ def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, ac
                      _ptr(bias) if bias is not None else _c_void_p(None), _i64(SMALL_MATMUL),
                      ctypes.c_int(ACTIVATION_CODES[act]), _ptr(y) if act else _NULL)
     return (y, out) if act else out
+
+
+# library.c's `act_grad_rows` codes, by the EPILOGUE_ACTIVATION_GRADS name
+ACTIVATION_GRAD_CODES = {"relu": 1, "gelu_tanh": 2, "gelu": 3, "tanh": 4, "sigmoid": 5}
+
+
+def matmul_act_backward(lib, a: np.ndarray, b: np.ndarray, s: np.ndarray, act: str, with_sum: bool):
+    """(dh, dbias or None) for the registry's `matmul_act_backward`: dh = act's backward of the
+    product a @ b (2-D float32) with s, dbias = dh summed over rows. None where library.c cannot
+    take it (dtype, layout, a product too small to be worth it)."""
+    if a.dtype != np.float32 or b.dtype != np.float32 or s.dtype != np.float32 or a.ndim != 2 or b.ndim != 2:
+        return None
+    (M, K), N = a.shape, b.shape[1]
+    if M * N * K < NUMPY_MATMUL or not M or not N or not K or b.shape[0] != K or s.size != M * N:
+        return None
+    sa, sb = _mat_strides(a), _mat_strides(b)
+    if sa is None or sb is None:
+        return None
+    s = np.ascontiguousarray(s).reshape(M, N)
+    dh = np.empty((M, N), np.float32)
+    dbias = np.empty(N, np.float32) if with_sum else None
+    lib.ember_matmul_act_backward(_i64(M), _i64(N), _i64(K), _ptr(a), _i64(sa[0]), _i64(sa[1]), _ptr(b),
+                                  _i64(sb[0]), _i64(sb[1]), _ptr(s), _ptr(dh),
+                                  _ptr(dbias) if with_sum else _NULL, _i64(SMALL_MATMUL),
+                                  ctypes.c_int(ACTIVATION_GRAD_CODES[act]))
+    return dh, dbias
 
 
 def _strides4(a: np.ndarray):
@@ -400,6 +427,18 @@ def step(graph, n, lib, fallback):
             else:
                 env[o0] = r
         return run_matmul
+    if n.name == "matmul_act_backward":
+        a_id, b_id, s_id = ins
+        act, o1 = n.attrs["act"], (outs[1] if len(outs) > 1 else None)
+
+        def run_matmul_act_backward(env):
+            r = matmul_act_backward(lib, env[a_id], env[b_id], env[s_id], act, o1 is not None)
+            if r is None:
+                return fallback(env)
+            env[o0] = r[0]
+            if o1 is not None:
+                env[o1] = r[1]
+        return run_matmul_act_backward
     if n.name == "sdpa":
         scale, causal, o1 = n.attrs["scale"], n.attrs["causal"], outs[1]
         q_id, k_id, v_id = ins
@@ -449,5 +488,5 @@ def step(graph, n, lib, fallback):
     return fallback
 
 
-LIBRARY_OPS = ("matmul", "matmul_bias", "matmul_bias_act", "sdpa", "sdpa_backward", "unfold", "fold", "max_pool2d",
-               "max_pool2d_backward")
+LIBRARY_OPS = ("matmul", "matmul_bias", "matmul_bias_act", "matmul_act_backward", "sdpa", "sdpa_backward",
+               "unfold", "fold", "max_pool2d", "max_pool2d_backward")

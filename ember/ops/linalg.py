@@ -109,6 +109,39 @@ class MatmulBiasAct(Op):
         return 2 * math.prod(out_shape) * a.shape[-1] + 2 * math.prod(out_shape)
 
 
+# activation backward ops a matmul_act_backward epilogue applies: name -> (registry op, attributes);
+# each is op(g, s) with g the product and s the activation's input (or output, for tanh and sigmoid)
+EPILOGUE_ACTIVATION_GRADS = {"relu": ("threshold_backward", {}),
+                             "gelu_tanh": ("gelu_backward", {"approximate": "tanh"}),
+                             "gelu": ("gelu_backward", {"approximate": "none"}),
+                             "tanh": ("tanh_backward", {}), "sigmoid": ("sigmoid_backward", {})}
+
+
+@register("matmul_act_backward", OPAQUE)
+class MatmulActBackward(Op):
+    """(dh, dbias) = (act_backward(a @ b, s), dh summed over its rows) for 2-D a (m, k), b (k, n)
+    and s (m, n) (or any shape of m * n elements, read row-major as (m, n)): an activation's
+    backward (EPILOGUE_ACTIVATION_GRADS) applied to the product that computes its incoming
+    gradient, and, with `with_sum`, the following layer's bias gradient. Only the compiler makes it
+    (passes/epilogue.py), after the backward was traced with the separate ops."""
+
+    saves = True
+    differentiable = False
+
+    def shape(a, b, s, act, with_sum):
+        return Matmul.shape(a, b)
+
+    def forward(xp, a, b, s, act, with_sum):
+        from .registry import REGISTRY
+        g = Matmul.forward(xp, a, b)
+        name, attrs = EPILOGUE_ACTIVATION_GRADS[act]
+        dh = REGISTRY[name].forward(xp, g, s.reshape(g.shape), **attrs)
+        return dh, (dh.sum(0) if with_sum else None)
+
+    def flops(out_shape, a, b, s, act, with_sum):
+        return 2 * math.prod(out_shape) * a.shape[-1] + 3 * math.prod(out_shape)
+
+
 def matmul_bias(a: Tensor, b: Tensor, bias: Tensor) -> Tensor:
     """a @ b + bias for float tensors of one dtype, bias 1-D over the last dim of the product."""
     if a.dtype is not b.dtype or b.dtype is not bias.dtype or bias.ndim != 1 or bias.shape[0] != b.shape[-1]:

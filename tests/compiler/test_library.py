@@ -89,3 +89,28 @@ def test_mkl_is_preferred_when_installed_and_loaded_single_threaded(monkeypatch)
     assert library.find_blas()[:3] == mkl[:3]  # name, path, sgemm address
     # the sequential layer: inside our OpenMP regions MKL must not start threads of its own
     assert mkl.dll.MKL_Set_Threading_Layer(1) == 1 and mkl.set_threads is None
+
+
+@pytest.mark.parametrize("min_parallel", [0, 1 << 40])  # threads split rows or columns, or one thread
+def test_matmul_act_backward_equals_the_registry_op(blas_library, monkeypatch, min_parallel):
+    """Each activation backward applied to the product, with and without the bias-gradient sum,
+    tall and wide products, operands read transposed; against MatmulActBackward.forward (NumPy)."""
+    from ember.ops.linalg import EPILOGUE_ACTIVATION_GRADS, MatmulActBackward
+    monkeypatch.setattr(library, "NUMPY_MATMUL", 0)
+    rng = np.random.default_rng(4)
+    for M, K, N in ((37, 20, 24), (6, 16, 70)):  # rows split (tall), columns split (wide)
+        a = rng.standard_normal((M, K), dtype=np.float32)
+        b = rng.standard_normal((N, K), dtype=np.float32).T  # a transposed weight, as linear layers pass it
+        for act in EPILOGUE_ACTIVATION_GRADS:
+            # s: the activation's input, or its output for tanh and sigmoid; laid out (2, M*N/2) here
+            s = rng.standard_normal((M, N), dtype=np.float32)
+            s = (np.tanh(s) if act == "tanh" else 1 / (1 + np.exp(-s)) if act == "sigmoid" else s).reshape(2, -1)
+            for with_sum in (False, True):
+                dh, db = library.matmul_act_backward(blas_library, a, b, s, act, with_sum)
+                want_dh, want_db = MatmulActBackward.forward(np, a, b, s, act=act, with_sum=with_sum)
+                np.testing.assert_allclose(dh, want_dh, rtol=1e-5, atol=1e-5)
+                if with_sum:
+                    np.testing.assert_allclose(db, want_db, rtol=1e-5, atol=1e-4)
+                else:
+                    assert db is None
+    assert library.matmul_act_backward(blas_library, a.astype(np.float64), b, s, "relu", True) is None

@@ -198,3 +198,42 @@ def test_a_bias_add_becomes_the_matmul_epilogue_only_when_the_product_has_no_oth
     with ember.no_grad():
         cf(x)
         np.testing.assert_allclose(cf(x).numpy(), lin(x).exp().numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_an_activation_backward_and_its_bias_gradient_join_the_product_that_feeds_them():
+    """Linear-GELU-Linear's backward: the gradient reaching the GELU is a product (through a reshape
+    on 3-D input); its gelu_backward and the first layer's bias-gradient sum become one
+    matmul_act_backward with two outputs, and the compiled step's gradients equal eager's."""
+    ember.manual_seed(0)
+    l1, l2 = ember.nn.Linear(8, 32), ember.nn.Linear(32, 4)
+    params = [*l1.parameters(), *l2.parameters()]
+
+    def f(x):
+        for p in params:
+            p.grad = None
+        loss = l2(ember.nn.functional.gelu(l1(x), approximate="tanh")).square().mean()
+        loss.backward()
+        return loss
+
+    x = ember.randn(2, 20, 8)
+    f(x)
+    want = [p.grad.numpy().copy() for p in params]
+    cf = ember.compile(f)
+    cf(x)
+    g = list(cf.entries.values())[0].graph
+    fused = [n for n in g.nodes if n.name == "matmul_act_backward"]
+    assert len(fused) == 1 and fused[0].attrs == {"act": "gelu_tanh", "with_sum": True} and len(fused[0].outs) == 2
+    assert "gelu_backward" not in _names(g)
+    for p, w in zip(params, want):
+        np.testing.assert_allclose(p.grad.numpy(), w, rtol=1e-5, atol=1e-7)
+    # the product feeding a second consumer as well is left alone
+    from ember.ops._util import apply
+    from ember.ops.elementwise import ThresholdBackward
+    g2 = _trace(lambda a, b, s: (lambda p: (apply(ThresholdBackward, p, s), p))(a @ b),
+                ember.randn(6, 5), ember.randn(5, 7), ember.randn(6, 7))
+    simplify(g2)
+    assert "matmul_act_backward" not in _names(g2)
+    g3 = _trace(lambda a, b, s: apply(ThresholdBackward, a @ b, s), ember.randn(6, 5), ember.randn(5, 7),
+                ember.randn(6, 7))
+    simplify(g3)
+    assert _names(g3) == ["matmul_act_backward"]

@@ -1,4 +1,7 @@
-"""Matmul epilogues: `matmul` then `add` of a bias over the last dim becomes one `matmul_bias` node.
+"""Matmul epilogues: `matmul` then `add` of a bias over the last dim becomes one `matmul_bias` node;
+an activation of that is `matmul_bias_act`; in the backward, an activation's gradient applied to the
+product that computes its incoming gradient (and the bias gradient summed from it) is one
+`matmul_act_backward`.
 
 A linear layer traces as a product and a broadcast add. Left apart, the add is a pass of its own over
 the product (or the first op of a fused kernel that must read the product back from memory); as
@@ -10,7 +13,7 @@ else still needs the product without the bias.
 from __future__ import annotations
 
 from ...dtype import float32
-from ...ops.linalg import EPILOGUE_ACTIVATIONS
+from ...ops.linalg import EPILOGUE_ACTIVATION_GRADS, EPILOGUE_ACTIVATIONS
 from ...ops.registry import REGISTRY
 from ..graph import Graph, Node
 from .assemble import _use_counts
@@ -92,4 +95,62 @@ def matmul_bias_act(graph: Graph) -> int:
             continue
         count += 1
     graph.nodes = [n for n in graph.nodes if n is not None]
+    return count
+
+
+_ACT_GRADS = {(op, tuple(sorted(attrs.items()))): act for act, (op, attrs) in EPILOGUE_ACTIVATION_GRADS.items()}
+_ACT_GRAD_OPS = {op for op, _ in _ACT_GRADS}
+
+
+def matmul_act_backward(graph: Graph) -> int:
+    """Fold an activation's backward `op(g, s)` (EPILOGUE_ACTIVATION_GRADS) into the 2-D `matmul`
+    that computes g (directly or through a reshape that keeps the last dim), and a `sum` of its
+    result over all leading dims (the previous linear layer's bias gradient) with it: one
+    `matmul_act_backward` node, which applies both to each row block while it is in cache. Only
+    float32 products whose single use is the activation's backward; returns how many."""
+    uses = _use_counts(graph)
+    index = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
+    vals, op, count = graph.values, REGISTRY["matmul_act_backward"], 0
+    reshape = REGISTRY["reshape"]
+    sums = {}  # value -> the node summing it over all leading dims (a bias gradient)
+    for i, n in enumerate(graph.nodes):
+        if n.name == "sum" and not n.n_attr_inputs and not n.attrs.get("keepdim") and \
+                tuple(n.attrs.get("dims") or ()) == tuple(range(len(vals[n.inputs[0]].shape) - 1)):
+            sums[n.inputs[0]] = i
+    replace: dict = {}
+    for i, n in enumerate(graph.nodes):
+        if n.name not in _ACT_GRAD_OPS or len(n.inputs) != 2 or n.n_attr_inputs:
+            continue
+        act = _ACT_GRADS.get((n.name, tuple(sorted(n.attrs.items()))))
+        g, s = n.inputs
+        out = n.outs[0]
+        if act is None or g not in index or uses.get(g) != 1 or vals[out].dtype is not float32 or \
+                vals[s].dtype is not float32 or vals[s].shape != vals[out].shape:
+            continue
+        j = index[g]
+        via = graph.nodes[j]
+        if via.name == "reshape" and not via.n_attr_inputs and via.inputs[0] in index and \
+                uses.get(via.inputs[0]) == 1 and vals[via.inputs[0]].shape[-1:] == vals[out].shape[-1:]:
+            j = index[via.inputs[0]]
+        else:
+            via = None
+        p = graph.nodes[j]
+        if p.name != "matmul" or p.n_attr_inputs or len(vals[p.outs[0]].shape) != 2 or j in replace:
+            continue
+        k = sums.get(out)
+        dh = graph.new_value(vals[p.outs[0]].shape, float32, "node") if via is not None else out
+        fused = Node(op, [*p.inputs, s], {"act": act, "with_sum": k is not None},
+                     [dh] + ([graph.nodes[k].outs[0]] if k is not None else []))
+        # the product moves to the backward's place: s (and the product's inputs) exist by then
+        replace[j] = []
+        if via is not None:
+            replace[index[g]] = []
+            replace[i] = [fused, Node(reshape, [dh], dict(via.attrs), [out])]
+            graph.aliases[out] = [dh]
+        else:
+            replace[i] = [fused]
+        if k is not None:
+            replace[k] = []
+        count += 1
+    graph.nodes = [m for i, n in enumerate(graph.nodes) for m in replace.get(i, [n])]
     return count

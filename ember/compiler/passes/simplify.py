@@ -11,7 +11,7 @@ import numpy as np
 from ..graph import Graph, _leaves
 from .assemble import assemble_slices
 from .cse_dce import rename
-from .epilogue import matmul_bias, matmul_bias_act
+from .epilogue import matmul_act_backward, matmul_bias, matmul_bias_act
 
 
 def _const_value(graph: Graph, vid: int):
@@ -86,7 +86,9 @@ RULES = [
 
 ASSEMBLE_REASON = "a sum of index_add_into of disjoint slices is one assemble_slices"
 EPILOGUE_REASON = "matmul then a bias add is one matmul_bias (the bias is the product's epilogue)"
-ACT_REASON = "relu or tanh-GELU of a matmul_bias is its epilogue (matmul_bias_act)"
+ACT_REASON = "an activation of a matmul_bias is its epilogue (matmul_bias_act)"
+ACT_GRAD_REASON = ("an activation's backward of a matmul (and the bias gradient summed from it) is its epilogue "
+                   "(matmul_act_backward)")
 
 
 def simplify(graph: Graph) -> list:
@@ -118,4 +120,5 @@ def simplify(graph: Graph) -> list:
     fired += [(ASSEMBLE_REASON, "add")] * assemble_slices(graph)
     fired += [(EPILOGUE_REASON, "add")] * matmul_bias(graph)
     fired += [(ACT_REASON, "matmul_bias")] * matmul_bias_act(graph)
+    fired += [(ACT_GRAD_REASON, "matmul")] * matmul_act_backward(graph)
     return fired
