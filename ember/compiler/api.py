@@ -127,11 +127,12 @@ class CompiledFunction:
         rep["passes"].append(("cse_dce", f"{n_cse} merged, {n_dead} dead removed", g.format()))
         groups, schedule = fuse(g)
         kernels, made = lower(g, groups, schedule)
-        rep["groups"] = [(i, [g.nodes[j].name for j in grp.all_nodes()]) for i, grp in enumerate(groups)]
+        scheduled = [i for kind, i in schedule if kind == "group"]  # row kernels, not their phases
+        rep["groups"] = [(i, [g.nodes[j].name for j in groups[i].all_nodes()]) for i in scheduled]
         rep["kernels"] = kernels
         rep["schedule"] = schedule
         rep["memory"] = liveness(g, schedule, groups, kernels)
-        rep["dot"] = g.to_dot([grp.all_nodes() for grp in groups])
+        rep["dot"] = g.to_dot([groups[i].all_nodes() for i in scheduled])
         n_ops = sum(1 for kind, i in schedule if kind == "node" and g.nodes[i].kind != "special")
         n_views = sum(1 for kind, i in schedule if kind == "node" and g.nodes[i].name in _VIEW_OPS)
         rep["steps"] = {"kernels": len(kernels), "library_ops": n_ops, "views": n_views,

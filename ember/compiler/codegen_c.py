@@ -160,12 +160,99 @@ def _offsets(k: Kernel, loops: range, indent: str) -> list:
     return lines
 
 
-def render_kernel(k: Kernel) -> str:
-    """One kernel as a C function `void name(void **args)`."""
-    lines = [f"void {k.name}(void **args) {{"]
+def _decls(k: Kernel, indent: str, base: int = 0) -> list:
+    """The kernel's argument pointers a0, a1, ... from `args[base + i]`."""
+    out = []
     for i, a in enumerate(k.args):
         const = "" if a.output else "const "
-        lines.append(f"  {const}{CTYPES[a.dtype]} *restrict a{i} = ({const}{CTYPES[a.dtype]} *)args[{i}];")
+        out.append(f"{indent}{const}{CTYPES[a.dtype]} *restrict a{i} = ({const}{CTYPES[a.dtype]} *)args[{base + i}];")
+    return out
+
+
+def _reduce_parts(k: Kernel):
+    """(accumulator C type, initial value, combine expression, omp reduction clause) of k.reduce."""
+    op, src, _, acc_dtype = k.reduce
+    acc_t = "double" if acc_dtype in (dt.float32, dt.float64) and op == "sum" else CTYPES[acc_dtype]
+    init = {"sum": "0", "amax": "-INFINITY", "amin": "INFINITY"}[op]
+    combine = {"sum": "acc + t{s}", "amax": "(t{s} > acc ? t{s} : acc)",
+               "amin": "(t{s} < acc ? t{s} : acc)"}[op].format(s=src)
+    clause = {"sum": "+", "amax": "max", "amin": "min"}[op]
+    return acc_t, init, combine, clause
+
+
+def _row_body(k: Kernel, ind: str) -> list:
+    """The work of one point of the outer loops `i0 .. i{n_outer-1}` (already open): the inner
+    loops over the remaining dims, computing and storing the lets, accumulating the reduction,
+    then storing it and evaluating the epilogue."""
+    no, nd = k.n_outer, len(k.dims)
+    lines = []
+    if k.reduce is not None:
+        acc_t, init, combine, clause = _reduce_parts(k)
+        lines.append(f"{ind}{acc_t} acc = {init};")
+    for d in range(no, nd):
+        ind2 = ind + "  " * (d - no)
+        if d == nd - 1:
+            lines.append(f"{ind2}#pragma omp simd" + (f" reduction({clause}:acc)" if k.reduce is not None else ""))
+        lines.append(f"{ind2}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
+    inner = ind + "  " * (nd - no)
+    lines += _offsets(k, range(nd), inner)
+    lines += _lets(k, inner)
+    for ai, t in k.stores:
+        lines.append(f"{inner}a{ai}[o{ai}] = t{t};")
+    if k.reduce is not None:
+        lines.append(f"{inner}acc = {combine};")
+    for d in reversed(range(no, nd)):
+        lines.append(ind + "  " * (d - no) + "}")
+    if k.reduce is None:
+        return lines
+    _, _, out_arg, acc_dtype = k.reduce
+    oo = [f"i{d} * {k.args[out_arg].strides[d]}" for d in range(no) if k.args[out_arg].strides[d]]
+    lines.append(f"{ind}a{out_arg}[{' + '.join(oo) or '0'}] = ({CTYPES[acc_dtype]})acc;")
+    if k.epilogue:
+        lines.append(f"{ind}{{")
+        lines.append(f"{ind}  const {CTYPES[acc_dtype]} r = ({CTYPES[acc_dtype]})acc;")
+        lines += _offsets(k, range(no), ind + "  ")
+        lines += [f"{ind}  const {CTYPES[d]} e{i} = {render_expr(e, d)};" for i, (d, e) in enumerate(k.epilogue)]
+        lines += [f"{ind}  a{ai}[o{ai}] = e{t};" for ai, t in k.epi_stores]
+        lines.append(f"{ind}}}")
+    return lines
+
+
+def _outer_loops(k: Kernel) -> list:
+    """The outer loops of a row reduction or row kernel, the first one parallel when it pays."""
+    no = k.n_outer
+    lines = []
+    for d in range(no):
+        ind = "  " * (d + 1)
+        if d == 0 and math.prod(k.dims) >= PARALLEL_MIN and math.prod(k.dims[:no]) > 1:
+            lines.append(f"{ind}#pragma omp parallel for")
+        lines.append(f"{ind}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
+    return lines
+
+
+def _render_rows(k: Kernel) -> str:
+    """A row kernel: its phases, one after another, inside the shared outer loops. Each phase sees
+    its own arguments as a0, a1, ... (declared in its block), so a later phase reads what an earlier
+    one stored for the same row while the row is still in cache."""
+    lines = [f"void {k.name}(void **args) {{"] + _outer_loops(k)
+    ind = "  " * (k.n_outer + 1)
+    base = 0
+    for i, p in enumerate(k.phases):
+        lines.append(f"{ind}{{  /* phase {i + 1} */")
+        lines += _decls(p, ind + "  ", base) + _row_body(p, ind + "  ")
+        lines.append(f"{ind}}}")
+        base += len(p.args)
+    for d in reversed(range(k.n_outer)):
+        lines.append("  " * (d + 1) + "}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def render_kernel(k: Kernel) -> str:
+    """One kernel as a C function `void name(void **args)`."""
+    if k.phases:
+        return _render_rows(k)
+    lines = [f"void {k.name}(void **args) {{"] + _decls(k, "  ")
     total = math.prod(k.dims)
     nd = len(k.dims)
     body_indent = "  " * (nd + 1)
@@ -191,47 +278,12 @@ def render_kernel(k: Kernel) -> str:
         if nd == 0:
             lines += ["  {"] + _offsets(k, range(0), "    ") + _lets(k, "    ") + \
                      [f"    a{ai}[o{ai}] = t{t};" for ai, t in k.stores] + ["  }"]
+    elif k.column:
+        acc_t, init, combine, _ = _reduce_parts(k)
+        lines += _column_reduce(k, acc_t, init, combine)
     else:
-        op, src, out_arg, acc_dtype = k.reduce
-        acc_t = "double" if acc_dtype in (dt.float32, dt.float64) and op == "sum" else CTYPES[acc_dtype]
-        init = {"sum": "0", "amax": "-INFINITY", "amin": "INFINITY"}[op]
-        combine = {"sum": "acc + t{s}", "amax": "(t{s} > acc ? t{s} : acc)",
-                   "amin": "(t{s} < acc ? t{s} : acc)"}[op].format(s=src)
-        clause = {"sum": "+", "amax": "max", "amin": "min"}[op]
-        no = k.n_outer
-        if k.column:
-            return "\n".join(lines + _column_reduce(k, acc_t, init, combine) + ["}"])
-        outer_total = math.prod(k.dims[:no])
-        for d in range(no):
-            ind = "  " * (d + 1)
-            if d == 0 and total >= PARALLEL_MIN and outer_total > 1:
-                lines.append(f"{ind}#pragma omp parallel for")
-            lines.append(f"{ind}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
-        ind = "  " * (no + 1)
-        lines.append(f"{ind}{acc_t} acc = {init};")
-        for d in range(no, nd):
-            ind2 = "  " * (d + 1)
-            if d == nd - 1:
-                lines.append(f"{ind2}#pragma omp simd reduction({clause}:acc)")
-            lines.append(f"{ind2}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
-        inner = "  " * (nd + 1)
-        lines += _offsets(k, range(nd), inner)
-        lines += _lets(k, inner)
-        for ai, t in k.stores:
-            lines.append(f"{inner}a{ai}[o{ai}] = t{t};")
-        lines.append(f"{inner}acc = {combine};")
-        for d in reversed(range(no, nd)):
-            lines.append("  " * (d + 1) + "}")
-        oo = [f"i{d} * {k.args[out_arg].strides[d]}" for d in range(no) if k.args[out_arg].strides[d]]
-        lines.append(f"{ind}a{out_arg}[{' + '.join(oo) or '0'}] = ({CTYPES[acc_dtype]})acc;")
-        if k.epilogue:
-            lines.append(f"{ind}{{")
-            lines.append(f"{ind}  const {CTYPES[acc_dtype]} r = ({CTYPES[acc_dtype]})acc;")
-            lines += _offsets(k, range(no), ind + "  ")
-            lines += [f"{ind}  const {CTYPES[d]} e{i} = {render_expr(e, d)};" for i, (d, e) in enumerate(k.epilogue)]
-            lines += [f"{ind}  a{ai}[o{ai}] = e{t};" for ai, t in k.epi_stores]
-            lines.append(f"{ind}}}")
-        for d in reversed(range(no)):
+        lines += _outer_loops(k) + _row_body(k, "  " * (k.n_outer + 1))
+        for d in reversed(range(k.n_outer)):
             lines.append("  " * (d + 1) + "}")
     lines.append("}")
     return "\n".join(lines)

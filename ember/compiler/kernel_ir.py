@@ -5,7 +5,9 @@ stride per loop (0 where it broadcasts), a list of scalar temporaries computed p
 (`lets`, expression trees over loads, constants and op names), stores of temporaries to
 outputs, and optionally a reduction of one temporary over the inner `dims[n_outer:]`. A copy
 kernel (assemble_slices) is instead a list of Pieces: loop nests copying inputs into boxes of
-its output; a scatter-add kernel (index_add_into) a Scatter.
+its output; a scatter-add kernel (index_add_into) a Scatter. A row kernel is a list of phases,
+Kernels over the same outer loops run one after another for each outer point (layer norm's mean,
+then its variance, then the normalised output, for each row while it is in cache).
 codegen_c.py renders it as C; an OpenCL or CUDA renderer would read the same structure.
 """
 
@@ -63,9 +65,17 @@ class Kernel:
     epi_stores: list = field(default_factory=list)  # (arg index, epilogue index)
     pieces: list = field(default_factory=list)  # copy kernels: Piece loop nests, run one after another
     scatter: Scatter | None = None  # a scatter-add kernel (args: gradient, index, output)
+    phases: list = field(default_factory=list)  # a row kernel: Kernels run in turn for each outer point
 
     def bytes_moved(self) -> int:
         """Bytes each argument occupies once: what a kernel that reads each input once moves."""
+        if self.phases:  # a value one phase stores and a later one reads is counted once
+            seen: dict = {}
+            for p in self.phases:
+                for a in p.args:
+                    size = math.prod(d for d, s in zip(p.dims, a.strides) if s != 0) * a.dtype.itemsize
+                    seen[a.vid] = max(seen.get(a.vid, 0), size)
+            return sum(seen.values())
         if self.pieces:
             return sum(math.prod(p.dims) * self.args[p.dst].dtype.itemsize * (1 if p.src is None else 2)
                        for p in self.pieces)

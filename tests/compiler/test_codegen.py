@@ -71,7 +71,7 @@ def test_random_graphs_of_elementwise_reduction_and_movement_ops_match_eager(ops
         _close(got, want, 1e-5 if dtype == "float32" else 1e-12)
 
 
-def test_softmax_chain_fuses_into_few_kernels():
+def test_softmax_is_one_row_kernel_of_three_phases():
     def f(x):
         e = (x - x.amax(1, keepdim=True)).exp()
         return e / e.sum(1, keepdim=True)
@@ -80,8 +80,10 @@ def test_softmax_chain_fuses_into_few_kernels():
     x = ember.randn(32, 100)
     cf(x)
     _close(cf(x), f(x))
-    steps = list(cf.entries.values())[0].report["steps"]
-    assert steps["kernels"] == 3 and steps["library_ops"] == 0  # amax | sub-exp-sum | div (needs the sum)
+    rep = list(cf.entries.values())[0].report
+    assert rep["steps"]["kernels"] == 1 and rep["steps"]["library_ops"] == 0
+    (k,) = rep["kernels"].values()  # per row: amax | sub-exp-sum | div (needs the sum)
+    assert [[n for n in p.nodes] for p in k.phases] and len(k.phases) == 3 and k.dims[:k.n_outer] == (32,)
 
 
 def test_elementwise_chain_is_one_kernel_with_broadcast_operands():
@@ -107,8 +109,8 @@ def test_reduction_epilogue_fuses_mean_scaling_and_layer_norm_style_chains():
     for got, want in zip([cf(x, w)], [f(x, w)]):
         _close(got, want)
     rep = list(cf.entries.values())[0].report
-    assert rep["steps"]["kernels"] == 2
-    assert any(k.epilogue for k in rep["kernels"].values())
+    (k,) = rep["kernels"].values()  # one row kernel: the mean, then the variance from it, per row
+    assert len(k.phases) == 2 and all(p.epilogue for p in k.phases)
 
 
 def test_column_reduction_of_a_bias_gradient():
@@ -375,3 +377,37 @@ def test_training_through_each_epilogue_activation_matches_eager(act):
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5)
     for got, want in zip(results[1][1], results[0][1]):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_phase_reading_another_rows_values_is_not_merged(monkeypatch):
+    """x / x.sum(1) on a square x divides column j by row j's sum: the division reads the row
+    sums along its inner loop (other rows' values), so the row kernel is split back into two
+    kernels; with keepdim=True (row i by row i's sum) they are one row kernel. Both equal eager."""
+    x = ember.randn(12, 12)
+    for f, merged in ((lambda x: x / x.sum(1), False), (lambda x: x / x.sum(1, keepdim=True), True)):
+        cf = ember.compile(f)
+        cf(x)
+        _close(cf(x), f(x))
+        kernels = list(cf.entries.values())[0].report["kernels"].values()
+        assert any(k.phases for k in kernels) == merged
+    from ember.compiler.passes import fusion
+    monkeypatch.setattr(fusion, "ROW_KERNELS", False)
+    f = lambda x: (lambda e: e / e.sum(1, keepdim=True))(x.exp())  # noqa: E731
+    cf = ember.compile(f)
+    cf(x)
+    _close(cf(x), f(x))
+    assert not any(k.phases for k in list(cf.entries.values())[0].report["kernels"].values())
+
+
+def test_layer_norm_forward_is_one_row_kernel_and_its_source_shows_the_phases():
+    ln = ember.nn.LayerNorm(64)
+    x = ember.randn(4, 100, 64) * 3 + 1  # big enough for the row loop to go parallel
+    with ember.no_grad():
+        cf = ember.compile(ln)
+        cf(x)
+        _close(cf(x), ln(x))
+    entry = list(cf.entries.values())[0]
+    (k,) = entry.report["kernels"].values()
+    assert len(k.phases) == 3 and k.dims[k.n_outer:] == (64,)
+    src = cf.explain(kernel=k.name)
+    assert "/* phase 3 */" in src and src.count("#pragma omp parallel for") == 1

@@ -5,6 +5,12 @@ Greedy, in program order: an elementwise node joins the open group that produced
 inputs when the group computes over the same shape; a reduction closes the group that produced
 its input. A group closes as soon as a node outside it reads one of its values, so running a
 group at the position of its last node never reads a value before it is computed.
+
+Then groups that run back to back over one shape, at least one of them a reduction over the
+innermost dims and the others reducing the same dims or none, become one row kernel: its phases
+run one after another for each row (layer norm: the mean, then the variance from it, then the
+normalised row), so the row is read from memory once instead of once per kernel. Lowering
+keeps them apart where a phase would read a value of another row.
 """
 
 from __future__ import annotations
@@ -25,8 +31,13 @@ class Group:
     open: bool = True
     out_shape: tuple | None = None  # the reduction's output shape: what epilogue nodes compute over
     epilogue: list = field(default_factory=list)  # elementwise nodes applied to the reduced value
+    phases: list = field(default_factory=list)  # a row kernel: the Groups it runs per row, in order
+    phase_ids: list = field(default_factory=list)  # ... and their indices in the group list
+    row_dims: tuple = ()  # a row kernel: the inner (reduced) dims each phase loops over per row
 
     def all_nodes(self) -> list:
+        if self.phases:
+            return [i for p in self.phases for i in p.all_nodes()]
         return self.members + ([self.reduce] if self.reduce is not None else []) + self.epilogue
 
 
@@ -59,6 +70,8 @@ def _fusable(graph, n) -> str | None:
 
 
 COPIES = ("assemble_slices", "index_add_into")  # kernels of their own (passes/copies.py)
+# merge adjacent row-wise groups into row kernels (False: one kernel per group, to compare)
+ROW_KERNELS = True
 
 
 def _reduced_dims(n, nd: int) -> tuple:
@@ -146,7 +159,48 @@ def fuse(graph) -> tuple[list, list]:
                 for g in groups:
                     g.open = False
             schedule.append(("node", i))
-    return groups, schedule
+    return groups, (_merge_rows(graph, groups, schedule) if ROW_KERNELS else schedule)
+
+
+def _row_split(graph, grp: Group):
+    """The dims a group reduces if it can be a phase of a row kernel: () for an elementwise group
+    (it can loop over any split), None for one that cannot (a copy, a column reduction, a
+    reduction to a scalar)."""
+    if grp.phases:
+        return grp.row_dims
+    if graph.nodes[grp.all_nodes()[0]].name in COPIES:
+        return None
+    if grp.reduce is None:
+        return ()
+    rn = graph.nodes[grp.reduce]
+    red = _reduced_dims(rn, len(grp.shape))
+    if _column(graph, rn, grp.shape) or len(red) == len(grp.shape):
+        return None
+    return red
+
+
+def _merge_rows(graph, groups: list, schedule: list) -> list:
+    """The schedule with each run of adjacent groups that can share row loops (same shape, the
+    reductions among them over the same dims, at least one reduction) replaced by one row-kernel
+    Group appended to `groups`; its phases keep their own entries in `groups`."""
+    out: list = []
+    for item in schedule:
+        prev = out[-1] if out else None
+        if item[0] == "group" and prev is not None and prev[0] == "group":
+            g1, g2 = groups[prev[1]], groups[item[1]]
+            r1, r2 = _row_split(graph, g1), _row_split(graph, g2)
+            if r1 is not None and r2 is not None and g1.shape == g2.shape and (r1 or r2) and \
+                    (r1 == r2 or not r1 or not r2):
+                if not g1.phases:
+                    groups.append(Group(g1.shape, open=False, phases=[g1], phase_ids=[prev[1]]))
+                    g1 = groups[-1]
+                    out[-1] = ("group", len(groups) - 1)
+                g1.phases.append(g2)
+                g1.phase_ids.append(item[1])
+                g1.row_dims = r1 or r2
+                continue
+        out.append(item)
+    return out
 
 
 def lower(graph, groups: list, schedule: list) -> tuple[list, dict]:
@@ -158,20 +212,55 @@ def lower(graph, groups: list, schedule: list) -> tuple[list, dict]:
             users.setdefault(v, set()).add(i)
     made: dict = {}  # vid -> contiguous byte strides (values kernels write)
     kernels = {}
-    for pos, item in enumerate(schedule):
+    lowered = []
+    for item in schedule:
         if item[0] != "group":
+            lowered.append(item)
             continue
         grp = groups[item[1]]
         first = graph.nodes[grp.all_nodes()[0]]
-        if first.name in COPIES:
+        if grp.phases:
+            k = _lower_rows(graph, grp, f"k{item[1]}", users, roots, made)
+            if k is None:  # a phase would read another row's values: one kernel per phase after all
+                for gi in grp.phase_ids:
+                    kernels[gi] = _lower_group(graph, groups[gi], f"k{gi}", users, roots, made)
+                    lowered.append(("group", gi))
+                continue
+        elif first.name in COPIES:
             k = (lower_copy if first.name == "assemble_slices" else lower_scatter)(graph, grp, f"k{item[1]}", made)
             if k is None:  # an input layout the loop nests cannot express: the registry kernel runs it
-                schedule[pos] = ("node", grp.members[0])
+                lowered.append(("node", grp.members[0]))
                 continue
         else:
             k = _lower_group(graph, grp, f"k{item[1]}", users, roots, made)
         kernels[item[1]] = k
+        lowered.append(item)
+    schedule[:] = lowered
     return kernels, made
+
+
+def _lower_rows(graph, grp: Group, name: str, users, roots, made) -> Kernel | None:
+    """A row kernel: each phase lowered over the same loop order (kept dims outer, row_dims
+    inner), its loops coalesced over all phases' arguments together. None if a phase reads a value
+    an earlier phase stores at other strides than it was stored with (another row's element)."""
+    nd = len(grp.shape)
+    red = grp.row_dims
+    order = [d for d in range(nd) if d not in red] + list(red)
+    row = (order, nd - len(red))
+    phases = [_lower_group(graph, g, f"{name}_{i}", users, roots, made, row=row, merge_loops=False)
+              for i, g in enumerate(grp.phases)]
+    stored: dict = {}
+    for p in phases:
+        if any(not a.output and a.vid in stored and a.strides != stored[a.vid] for a in p.args):
+            return None
+        stored.update((a.vid, a.strides) for a in p.args if a.output)
+    k = Kernel(name, phases[0].dims, row[1], args=[a for p in phases for a in p.args],
+               reduce=next(p.reduce for p in phases if p.reduce is not None),
+               nodes=sorted(i for p in phases for i in p.nodes), phases=phases)
+    coalesce(k)  # the phases share the Arg objects: their strides follow
+    for p in phases:
+        p.dims, p.n_outer = k.dims, k.n_outer
+    return k
 
 
 def layout_strides(shape, order) -> tuple:
@@ -201,11 +290,15 @@ def _memory_order(graph, grp: Group, made) -> list:
     return list(range(nd))
 
 
-def _lower_group(graph, grp: Group, name: str, users, roots, made) -> Kernel:
+def _lower_group(graph, grp: Group, name: str, users, roots, made, row=None, merge_loops: bool = True) -> Kernel:
+    """Kernel IR for an elementwise or reduction group; `row` = (loop order, number of outer
+    loops) imposes a row kernel's loops on a phase, whose loops its row kernel then coalesces."""
     vals = graph.values
     members = set(grp.all_nodes())
     nd = len(grp.shape)
-    if grp.reduce is not None:
+    if row is not None and grp.reduce is None:
+        order, n_outer = list(row[0]), row[1]
+    elif grp.reduce is not None:
         rn = graph.nodes[grp.reduce]
         red = _reduced_dims(rn, nd)
         order = [d for d in range(nd) if d not in red] + [d for d in range(nd) if d in red]
@@ -262,7 +355,7 @@ def _lower_group(graph, grp: Group, name: str, users, roots, made) -> Kernel:
         made[rn.outs[0]] = tuple(s * out.dtype.itemsize for s in contiguous_strides(out.shape))
         if grp.epilogue:
             _lower_epilogue(graph, grp, k, order, n_outer, users, roots, made, members)
-    return coalesce(k)
+    return coalesce(k) if merge_loops else k
 
 
 def _lower_epilogue(graph, grp, k, order, n_outer, users, roots, made, members) -> None:
