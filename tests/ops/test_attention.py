@@ -4,6 +4,8 @@ composite (unfused) formula; its library kernel (compiler/library.c) against the
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ import torch.nn.functional as TF
 
 import ember
 import ember.nn.functional as F
-from ember.compiler import library
+from ember.compiler import library, toolchain
 from ember.ops import attention as attention_ops
 from tests.helpers import check_op, gradcheck, gradgradcheck
 
@@ -135,3 +137,65 @@ def test_library_matmul_reads_strided_operands_without_copies(lib, monkeypatch, 
     # layouts BLAS cannot read (no unit stride in the matrix) are left to NumPy
     assert library.matmul(lib, a[:, ::2], b[:12]) is None
     assert library.matmul(lib, a.astype(np.float64), b) is None
+
+
+def _matches_the_eager_op(lib, q, k, v, scale, causal, rng):
+    """library.sdpa_forward (and, where L == S and E == Ev, sdpa_backward) equal the registry's NumPy
+    kernels on these inputs."""
+    op = attention_ops.ScaledDotProductAttention
+    ref_out, ref_p = op.forward(np, q, k, v, scale=scale, causal=causal)
+    out, p = library.sdpa_forward(lib, q, k, v, scale, causal)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p, ref_p, rtol=1e-5, atol=1e-7)
+    if q.shape == k.shape == v.shape:
+        g = rng.standard_normal(out.shape, dtype=np.float32)
+        ref = attention_ops.ScaledDotProductAttentionBackward.forward(np, g, q, k, v, ref_p, scale=scale,
+                                                                      causal=causal)
+        got = library.sdpa_backward(lib, g, q, k, v, p, scale, causal)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def _odd_attention_cases(rng):
+    """(q, k, v) the tiled kernels must get right: sizes that are not whole vectors or tiles, L != S,
+    E != Ev, strided head views and column-major heads, several query blocks per head, and a head too
+    wide for the tiles (E > 128: the BLAS path)."""
+    def normal(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    def views(B, T, H, E):
+        x = normal(B, T, 3, H, E)
+        return [x[:, :, i].transpose(0, 2, 1, 3) for i in range(3)]
+    cases = [(normal(2, 3, 37, 20), normal(2, 3, 50, 20), normal(2, 3, 50, 24)),  # S > L
+             (normal(2, 3, 50, 20), normal(2, 3, 37, 20), normal(2, 3, 37, 24)),  # S < L
+             (normal(1, 2, 37, 8), normal(1, 2, 300, 8), normal(1, 2, 300, 3)),  # several query blocks
+             views(2, 37, 3, 20), views(1, 150, 2, 16), views(1, 33, 2, 48), views(1, 40, 1, 136)]
+    heads = views(1, 37, 2, 20)
+    cases.append([np.ascontiguousarray(h.swapaxes(-1, -2)).swapaxes(-1, -2) for h in heads])  # column-major
+    return cases
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_library_attention_odd_shapes_equal_the_eager_op(lib, monkeypatch, causal):
+    monkeypatch.setattr(library, "NUMPY_MATMUL", 0)
+    rng = np.random.default_rng(3)
+    for q, k, v in _odd_attention_cases(rng):
+        _matches_the_eager_op(lib, q, k, v, q.shape[-1] ** -0.5, causal, rng)
+
+
+@pytest.mark.parametrize("march", [("-march=native", "-mno-avx512f"), ("-march=x86-64",)])
+def test_library_attention_without_avx512_equals_the_eager_op(c_library, monkeypatch, march):
+    """The portable tiles (8-float vectors with FMA, or SSE's 4-float ones), built here by turning
+    AVX-512 off, on the same cases as the AVX-512 build."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the -march flags of this test are x86's")
+    monkeypatch.setattr(toolchain, "FLAGS", march + tuple(f for f in toolchain.FLAGS if f != "-march=native"))
+    monkeypatch.setattr(library, "NUMPY_MATMUL", 0)
+    with open(library.SOURCE_PATH) as f:
+        lib = toolchain.build(f.read())
+    library._bind(lib, library.current_blas())  # the same BLAS as the default build: rebinding it is a no-op
+    lib.ember_sdpa_fwd.restype = lib.ember_sdpa_bwd.restype = None
+    rng = np.random.default_rng(4)
+    for causal in (False, True):
+        for q, k, v in _odd_attention_cases(rng):
+            if q.shape[-1] <= 128:  # the wider head's BLAS path does not depend on the vector width
+                _matches_the_eager_op(lib, q, k, v, q.shape[-1] ** -0.5, causal, rng)
