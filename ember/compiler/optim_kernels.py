@@ -1,4 +1,5 @@
-"""Fused optimizer updates: a traced `optimizer.step()` replays as one C loop per parameter.
+"""Fused optimizer updates: a traced `optimizer.step()` replays as C loops, all float32 parameters
+in one parallel call (Adam/AdamW and SGD), float64 ones one call each.
 
 The Adam/AdamW and SGD (momentum, dampening, Nesterov, weight decay, maximize) updates are
 written out by hand in C (their scalars can change every step, so they are arguments, not
@@ -77,6 +78,35 @@ void NAME(T *restrict p, const T *restrict g, T *restrict buf, i64 n, T lr, T wd
 }
 SGD(ember_sgd_f32, float)
 SGD(ember_sgd_f64, double)
+/* Every float32 parameter of an SGD step in one parallel region, in chunks of 32K elements as
+   ember_adam_all_f32. Per tensor: scalars lr, wd, momentum, 1 - dampening and flags has_wd,
+   has_mom, first, damp, nesterov, maximize, as ember_sgd_f32 takes them. */
+void ember_sgd_all_f32(i64 nt, float **p, float **g, float **buf, const i64 *n, const float *sc,
+                       const int *fl) {
+  i64 starts[nt + 1];
+  starts[0] = 0;
+  for (i64 t = 0; t < nt; t++) starts[t + 1] = starts[t] + (n[t] + 32767) / 32768;
+  _Pragma("omp parallel for schedule(dynamic)")
+  for (i64 c = 0; c < starts[nt]; c++) {
+    i64 t = 0;
+    while (starts[t + 1] <= c) t++;
+    i64 lo = (c - starts[t]) * 32768, hi = lo + 32768 < n[t] ? lo + 32768 : n[t];
+    const float *s = sc + 4 * t;
+    const int *f = fl + 6 * t;
+    float *pp = p[t], *bb = buf[t];
+    const float *gg = g[t];
+    for (i64 i = lo; i < hi; i++) {
+      float gi = f[5] ? -gg[i] : gg[i];
+      if (f[0]) gi = gi + pp[i] * s[1];
+      if (f[1]) {
+        float b = f[2] ? gi : bb[i] * s[2] + (f[3] ? gi * s[3] : gi);
+        bb[i] = b;
+        gi = f[4] ? gi + b * s[2] : b;
+      }
+      pp[i] = pp[i] - gi * s[0];
+    }
+  }
+}
 """
 OPTIM_C = ADAM_C  # the C of every fused optimizer (one string, built with the kernels)
 
@@ -164,6 +194,7 @@ def _adam_all_f32(lib, batch) -> None:
 
 def _sgd_step(opt, params, grads, lib) -> None:
     gmap = {id(p): g for p, g in zip(params, grads)}
+    batch: list = []  # float32 tensors: one ember_sgd_all_f32 call
     for group in opt.param_groups:
         lr, mom, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
         for p in group["params"]:
@@ -186,13 +217,23 @@ def _sgd_step(opt, params, grads, lib) -> None:
                     b = state["momentum_buffer"]
                     state["momentum_buffer"] = Tensor._make(np.ascontiguousarray(b._data), p.dtype, p.device)
                 buf = state["momentum_buffer"]._data
-            f32 = p._data.dtype == np.float32
-            fn = lib.ember_sgd_f32 if f32 else lib.ember_sgd_f64
-            S, I = (ctypes.c_float if f32 else ctypes.c_double), ctypes.c_int
-            fn(*(ctypes.c_void_p(_ptr(b)) for b in (p._data, g, buf)), ctypes.c_longlong(p._data.size),
-               S(lr), S(wd), S(mom), S(1 - damp), I(wd != 0), I(mom != 0), I(first), I(damp != 0),
-               I(bool(group["nesterov"])), I(bool(group["maximize"])))
+            scalars = (lr, wd, mom, 1 - damp)
+            flags = (wd != 0, mom != 0, first, damp != 0, bool(group["nesterov"]), bool(group["maximize"]))
+            if p._data.dtype == np.float32:
+                batch.append(((p._data, g, buf), scalars, flags))
+            else:
+                S, I = ctypes.c_double, ctypes.c_int
+                lib.ember_sgd_f64(*(ctypes.c_void_p(_ptr(b)) for b in (p._data, g, buf)),
+                                  ctypes.c_longlong(p._data.size), *(S(x) for x in scalars), *(I(f) for f in flags))
             p._vc[0] += 1
+    if batch:
+        nt = len(batch)
+        ptrs = [(ctypes.c_void_p * nt)(*(_ptr(b[0][j]) for b in batch)) for j in range(3)]
+        sizes = np.array([b[0][0].size for b in batch], np.int64)
+        scalars = np.array([b[1] for b in batch], np.float32)  # rounded to float32 as ember_sgd_f32's are
+        flags = np.array([b[2] for b in batch], np.intc)
+        lib.ember_sgd_all_f32(ctypes.c_longlong(nt), *ptrs,
+                              *(ctypes.c_void_p(_ptr(a)) for a in (sizes, scalars, flags)))
 
 
 def _eager_step(opt, params, grads) -> None:

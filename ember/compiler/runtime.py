@@ -69,6 +69,19 @@ def op_step(graph, n, same_buffer=frozenset()):
     n_refs = n.n_attr_inputs
     if op.view and not n_refs and not low and not saves and len(ins) == 1 and ins[0] in same_buffer:
         return _view_step(fwd, ins, static, o0, npd)
+    if n.name in ("reshape", "permute") and not n_refs and not low:  # the array method, nothing else to do
+        i0 = ins[0]
+        if n.name == "reshape":
+            shape = static["shape"]
+
+            def reshape(env):
+                env[o0] = env[i0].reshape(shape)
+            return reshape
+        dims = static["dims"]
+
+        def permute(env):
+            env[o0] = env[i0].transpose(dims)
+        return permute
 
     def step(env):
         attrs = {k: resolve(a, env) for k, a in static.items()} if n_refs else static
