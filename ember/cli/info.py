@@ -17,7 +17,7 @@ HELP = "print versions, devices, BLAS, thread count and C compiler"
 
 # the C compilers the compiler layer may use, in the order it looks for them
 C_COMPILERS = ("cc", "gcc", "clang")
-EMBER_ENV_VARS = ("EMBER_DEBUG", "EMBER_DEBUG_DIR", "EMBER_CACHE_DIR", "EMBER_TIMEOUT")
+EMBER_ENV_VARS = ("EMBER_DEBUG", "EMBER_DEBUG_DIR", "EMBER_CACHE_DIR", "EMBER_TIMEOUT", "EMBER_BLAS")
 
 
 def add_arguments(parser) -> None:
@@ -38,6 +38,16 @@ def c_compiler() -> dict | None:
             version = "?"
         return {"name": name, "path": path, "version": version}
     return None
+
+
+def compiled_blas() -> dict | None:
+    """The sgemm compiled matmuls call (ember/compiler/library.py): {'name', 'path'}, or None."""
+    from ember.compiler import library
+    try:
+        blas = library.find_blas()
+    except ValueError as e:  # a bad EMBER_BLAS: say so rather than fail
+        return {"name": f"error: {e}", "path": ""}
+    return {"name": blas.name, "path": blas.path} if blas is not None else None
 
 
 def threads() -> dict:
@@ -69,6 +79,7 @@ def collect() -> dict:
         "blas": blas,
         "threads": threads(),
         "c_compiler": c_compiler(),
+        "compiled_blas": compiled_blas(),
         "env": {k: os.environ[k] for k in EMBER_ENV_VARS if k in os.environ},
     }
 
@@ -96,6 +107,8 @@ def format_table(info: dict) -> str:
         ("threads", thread_line),
         ("c compiler", f"{cc['version']} ({cc['path']})" if cc else "none found (compiled kernels fall back "
                                                                      "to eager)"),
+        ("compiled matmul", f"{cb['name']} sgemm ({cb['path']})" if (cb := info["compiled_blas"]) else
+         "no BLAS found (NumPy's matmul)"),
         ("ember env", " ".join(f"{k}={v}" for k, v in info["env"].items()) or "none set"),
     ]
     width = max(len(k) for k, _ in rows)
