@@ -411,3 +411,21 @@ def test_layer_norm_forward_is_one_row_kernel_and_its_source_shows_the_phases():
     assert len(k.phases) == 3 and k.dims[k.n_outer:] == (64,)
     src = cf.explain(kernel=k.name)
     assert "/* phase 3 */" in src and src.count("#pragma omp parallel for") == 1
+
+
+def test_a_convolutions_relu_folds_into_the_product_through_its_views():
+    """conv2d is unfold, a (N*H*W, C_out) product with its bias, then reshape / permute views to
+    (N, C_out, H, W); the relu after it becomes the product's epilogue, replayed through the same
+    views (same values and layout as eager)."""
+    conv = ember.nn.Conv2d(3, 8, 3, padding=1)
+    x = ember.randn(2, 3, 10, 10)
+    f = lambda x: conv(x).relu()  # noqa: E731
+    with ember.no_grad():
+        cf = ember.compile(f)
+        cf(x)
+        got, want = cf(x), f(x)
+    _close(got, want)
+    assert got._data.strides == want._data.strides
+    entry = list(cf.entries.values())[0]
+    names = [n.name for n in entry.graph.nodes]
+    assert "matmul_bias_act" in names and "relu" not in names and entry.report["steps"]["kernels"] == 0

@@ -64,37 +64,44 @@ _ACTIVATION_OPS = {op for op, _ in _ACTIVATIONS}
 
 def matmul_bias_act(graph: Graph) -> int:
     """Fold an activation (relu, GELU exact or tanh, tanh, sigmoid, SiLU: EPILOGUE_ACTIVATIONS) of a
-    `matmul_bias` result (directly or through a reshape that keeps the last dim) into one
-    `matmul_bias_act` node, which also keeps the pre-activation for the activation's backward;
-    returns how many."""
+    `matmul_bias` result, directly or through views of it (reshape, permute: a linear layer on
+    (B, T, C), a convolution's (N*H*W, C_out) product seen as (N, C_out, H, W)), into one
+    `matmul_bias_act` node, which also keeps the pre-activation for the activation's backward.
+    An elementwise op commutes with views: the same views are replayed on the activated product.
+    Returns how many."""
     index = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
     vals, op, count = graph.values, REGISTRY["matmul_bias_act"], 0
-    reshape = REGISTRY["reshape"]
+    replace: dict = {}
     for i, n in enumerate(graph.nodes):
         if n.name not in _ACTIVATION_OPS:
             continue
         act = _ACTIVATIONS.get((n.name, tuple(sorted(n.attrs.items()))))
         if act is None or len(n.inputs) != 1 or n.inputs[0] not in index or vals[n.outs[0]].dtype is not float32:
             continue
-        via = graph.nodes[index[n.inputs[0]]]
-        if via.name == "reshape" and not via.n_attr_inputs and via.inputs[0] in index and \
-                vals[via.inputs[0]].shape[-1:] == vals[n.outs[0]].shape[-1:]:
-            j = index[via.inputs[0]]
-            p = graph.nodes[j]
-            if p.name != "matmul_bias":
-                continue
-            y = graph.new_value(vals[p.outs[0]].shape, float32, "node")  # act(product), 2-D
-            graph.nodes[j] = Node(op, list(p.inputs), {"act": act}, [y, p.outs[0]])
-            graph.nodes[i] = Node(reshape, [y], dict(via.attrs), list(n.outs))  # seen as the act's shape
-            graph.aliases[n.outs[0]] = [y]
-        elif via.name == "matmul_bias":
-            j = index[n.inputs[0]]
-            graph.nodes[j] = Node(op, list(via.inputs), {"act": act}, [n.outs[0], via.outs[0]])
-            graph.nodes[i] = None
-        else:
+        chain, v = [], n.inputs[0]  # the views between the product and the activation, last first
+        while v in index and graph.nodes[index[v]].name in ("reshape", "permute") and \
+                not graph.nodes[index[v]].n_attr_inputs:
+            chain.append(graph.nodes[index[v]])
+            v = chain[-1].inputs[0]
+        j = index.get(v)
+        if j is None or j in replace or graph.nodes[j].name != "matmul_bias":
             continue
+        p = graph.nodes[j]
+        if not chain:
+            replace[j] = [Node(op, list(p.inputs), {"act": act}, [n.outs[0], p.outs[0]])]
+            replace[i] = []
+        else:
+            y = graph.new_value(vals[p.outs[0]].shape, float32, "node")  # act(product), 2-D
+            replace[j] = [Node(op, list(p.inputs), {"act": act}, [y, p.outs[0]])]
+            views, cur = [], y
+            for k, c in enumerate(reversed(chain)):  # the same views of y, the last one the act's value
+                out = n.outs[0] if k == len(chain) - 1 else graph.new_value(vals[c.outs[0]].shape, float32, "node")
+                views.append(Node(c.op, [cur], dict(c.attrs), [out]))
+                graph.aliases[out] = [cur]
+                cur = out
+            replace[i] = views
         count += 1
-    graph.nodes = [n for n in graph.nodes if n is not None]
+    graph.nodes = [m for i, n in enumerate(graph.nodes) for m in replace.get(i, [n])]
     return count
 
 
