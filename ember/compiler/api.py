@@ -191,6 +191,9 @@ class CompiledFunction:
             out.append("\n--- kernels ---")
             for _, k in sorted(rep["kernels"].items()):
                 red = f", reduces ({k.reduce[0]}) over {k.dims[k.n_outer:]}" if k.reduce else ""
+                if k.phases:  # per outer point: each phase's reduction, or - for an elementwise one
+                    red = (f", a row kernel over {k.dims[k.n_outer:]} per row: " +
+                           " | ".join(p.reduce[0] if p.reduce else "-" for p in k.phases))
                 out.append(f"  {k.name}: loops {k.dims}{red}, {len(k.nodes)} ops, moves {k.bytes_moved()} B "
                            f"(the same ops unfused: {_unfused_bytes(e.graph, k)} B)")
             s = rep["steps"]
