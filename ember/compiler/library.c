@@ -262,18 +262,28 @@ void ember_matmul_act_backward(i64 M, i64 N, i64 K, const float *A, i64 sam, i64
 
 /* ---- fused attention ------------------------------------------------------------------------
  *
- * Per head the products are small (the GPT's L = S = 128 queries and keys, E = 32 head dims):
- * through BLAS, each sgemm call's packing and dispatch cost as much as its arithmetic (~100
- * GFLOP/s on two cores). Here they run as register-tiled loops instead: C (m x n) = alpha A B with
- * B's rows contiguous (packed once per head where its layout needs it, e.g. K^T, 16 KB) and A read
- * through any strides by broadcasts. A tile of R rows x NV vectors of C stays in registers for
- * the whole k loop: per k, NV loads of B, R broadcasts of A, R * NV multiply-adds. With AVX-512
- * (32 registers) tiles are 6 x 4 vectors (6 x 64 floats) for S-wide products and 8 x 2 for the
- * E-wide ones: 16-24 accumulators hide the multiply-add latency and loads stay under the two
- * ports' budget. Other machines get the same loops on 8-float vectors with 4-row tiles.
- * Causal attention skips the masked work exactly, tile by tile (no 32-row blocks as with BLAS).
- * Measured on the W3 GPT shape (B=16, H=4, L=S=128, E=32, q/k/v strided views of one projection)
- * on this project's 2-core AVX-512 machine: see SDPA_TIMINGS below.
+ * Per head the products are small (the GPT's L = S = 128 queries and keys, E = 32 head dims), and
+ * through BLAS each sgemm call's dispatch and packing weigh on them. Here they are register-tiled
+ * loops: C (m x n) = alpha A B with B's rows contiguous (packed once per head where its layout
+ * needs it: K^T, V, 16 KB each) and A read through any strides by broadcasts. A tile of R rows x NV
+ * vectors of C stays in registers for its whole k loop: per k, NV loads of B, R broadcasts of A,
+ * R * NV multiply-adds. With AVX-512 (32 registers) the tiles are 6 x 4 vectors (6 x 64 floats)
+ * for the S-wide products (scores, dP) and 8 x 2 for the E-wide ones (P V, dQ, dK, dV): 16-24
+ * accumulators hide the multiply-add latency while loads stay within two per cycle; in L1 both
+ * run at ~200 GFLOP/s on one core of this project's machine (its big-sgemm peak). 12 x 2 tiles
+ * spill (1.6x slower). Other machines get the same loops on 8-float (AVX) or 4-float (SSE)
+ * vectors with 4-row tiles. Causal attention skips masked work tile by tile rather than in
+ * 32-row blocks. Softmax has its own vector exp (AVX-512) and works on 4 rows at once.
+ *
+ * Measured on the W3 GPT shape (B=16, H=4, L=S=128, E=32, q/k/v strided views of one projection),
+ * 2 threads, best of 3 runs of /work/scratch/sdpabench.py, against the BLAS version this replaced
+ * bound to MKL (OpenBLAS in brackets): forward 680 (891) -> 539 us, causal 761 (1038) -> 398 us;
+ * backward 934 (1150) -> 929 us, causal 745 (975) -> 596 us. The products run near the core's
+ * peak; MKL's did too for the non-causal backward (268 MFLOP, ~140 GFLOP/s a core either way).
+ * What remains per head is softmax (~30% of the forward), copying the strided q/k/v rows into
+ * place (~10%) and the outputs (P, the gradients) missing cache. Tried without gain: prefetching
+ * the next head's rows and P (in bursts, or a few lines per tile: 5-10% slower), blocking dK and
+ * dV by query blocks (P and dS in L1), reading strided q/k/dO rows in place, bigger row blocks.
  */
 
 #if defined(__AVX512F__)
@@ -330,18 +340,22 @@ static inline __attribute__((always_inline)) void tile_body(const int R, const i
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) acc[r][v] = V_ZERO();
-    for (i64 kk = k0; kk < k1; kk++) {
-        const float *bk = b + kk * ldb, *ak = a + kk * sak;
-        vf bv[NV_MAX];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = V_LOAD(bk + v * VW);
-#pragma GCC unroll 8
-        for (int r = 0; r < R; r++) {
-            vf x = V_SET1(ak[r * sar]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[r][v] = V_FMA(x, bv[v], acc[r][v]);
-        }
+    /* A read down its columns (sar == 1: dS^T, P^T) gets constant offsets: no register per row */
+#define TILE_K_LOOP(SAR)                                                                                    \
+    for (i64 kk = k0; kk < k1; kk++) {                                                                      \
+        const float *bk = b + kk * ldb, *ak = a + kk * sak;                                                 \
+        vf bv[NV_MAX];                                                                                      \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) bv[v] = V_LOAD(bk + v * VW);                   \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                               \
+            vf x = V_SET1(ak[r * (SAR)]);                                                                   \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] = V_FMA(x, bv[v], acc[r][v]);    \
+        }                                                                                                   \
     }
+    if (sar == 1)
+        TILE_K_LOOP(1)
+    else
+        TILE_K_LOOP(sar)
+#undef TILE_K_LOOP
     vf al = V_SET1(alpha);
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
@@ -425,7 +439,8 @@ static void small_mm_to(i64 m, i64 n, i64 k, float alpha, const float *a, i64 sa
 /* e^x for x <= 0 (scores minus their row's max): x = n ln2 + r with |r| <= ln2/2 (ln2 in two parts,
  * as Cephes' expf), e^r = 1 + r + r^2 q(r) with q a degree-3 fit of minimal relative error (1e-7),
  * then times 2^n by scalef, which flushes e^-104 and below (-inf included) to 0. Within 3 ulp of
- * expf, and ~2x glibc's vector expf here (softmax was the largest cost after the products). */
+ * expf and fewer instructions than glibc's vector expf: with the 4-row groups below, softmax over
+ * a 128 x 128 head went from 6.4 to 3.9 us. */
 static inline __m512 exp_neg(__m512 x) {
     const __m512 shift = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
     x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
@@ -595,7 +610,9 @@ static void pack(const float *x, i64 s_row, i64 s_col, i64 rows, i64 cols, float
     }
 }
 
-/* a B operand of small_mm: x itself where its rows are contiguous whole vectors, else packed into buf */
+/* a B operand of small_mm: x itself where it is dense (rows of whole vectors, back to back), else
+ * packed into buf. A strided view's rows (1.5 KB apart in the GPT) would crowd a few L1 sets: every
+ * tile reads the whole operand, and packing it (16 KB) cost less than the conflict misses. */
 static const float *operand(const float *x, i64 s_row, i64 s_col, i64 rows, i64 cols, float *buf, i64 *ld) {
     if (s_col == 1 && cols % VW == 0 && (rows == 1 || s_row == cols)) {
         *ld = cols;
@@ -613,43 +630,56 @@ static float *scratch(i64 n, void **raw) {
 }
 
 /* the softmax backward for rows [row0, row0 + rows): ds (row stride lds) holds dP = dO V^T and
- * receives dS = scale * P * (dP - rowsum(P * dP)) (p: the rows of P, row stride L); under `causal`
- * row i uses j <= i only and its next TILE_R_MAX entries are zeroed: the tiles of dQ = dS K and
- * dK = dS^T Q that straddle the diagonal read that far (and no farther) */
+ * receives dS = scale * P * (dP - rowsum(P * dP)) (p: the rows of P, row stride L). Under `causal`
+ * row i uses j <= i only and the TILE_R_MAX entries after that must become 0: the tiles of
+ * dQ = dS K and dK = dS^T Q that straddle the diagonal read that far (and no farther). P is 0
+ * above the diagonal (as the forward leaves it) and dP is computed up to the next whole vector,
+ * so whole vectors run unmasked: their entries past the diagonal come out 0 exactly. */
 #if defined(__AVX512F__)
 static inline __attribute__((always_inline)) void dsoftmax_group(const int R, float *ds, i64 lds, const float *p,
                                                                  const i64 *m, i64 L, float scale) {
     __m512 d[4];
-    i64 lo = m[0], hi = m[0], j;
+    i64 e[4], lo, hi, lf = L / VW * VW, lp = round_vw(L), j;
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         d[r] = _mm512_setzero_ps();
-        lo = m[r] < lo ? m[r] : lo;
-        hi = m[r] > hi ? m[r] : hi;
+        e[r] = round_vw(m[r]);
     }
-    lo = lo / VW * VW;
+    lo = e[0], hi = e[0];
+#pragma GCC unroll 4
+    for (int r = 1; r < R; r++) {
+        lo = e[r] < lo ? e[r] : lo;
+        hi = e[r] > hi ? e[r] : hi;
+    }
+    lo = lo < lf ? lo : lf;
     for (j = 0; j < lo; j += VW)
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             d[r] = _mm512_fmadd_ps(_mm512_loadu_ps(p + r * L + j), _mm512_loadu_ps(ds + r * lds + j), d[r]);
     for (; j < hi; j += VW)
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            __mmask16 t = below(m[r], j);
-            d[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t, p + r * L + j), _mm512_maskz_loadu_ps(t, ds + r * lds + j),
-                                   d[r]);
-        }
+        for (int r = 0; r < R; r++)
+            if (j < e[r]) {
+                __mmask16 t = below(L, j);
+                d[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t, p + r * L + j), _mm512_loadu_ps(ds + r * lds + j), d[r]);
+            }
     __m512 sc = _mm512_set1_ps(scale);
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
         __m512 dr = _mm512_set1_ps(_mm512_reduce_add_ps(d[r]));
         float *row = ds + r * lds;
-        i64 z = m[r] + TILE_R_MAX < L ? m[r] + TILE_R_MAX : L;
-        for (j = 0; j < z; j += VW) {
-            __mmask16 t = below(m[r], j);
-            __m512 ps = _mm512_mul_ps(_mm512_maskz_loadu_ps(t, p + r * L + j), sc);
-            _mm512_mask_storeu_ps(row + j, below(z, j), _mm512_mul_ps(ps, _mm512_sub_ps(_mm512_maskz_loadu_ps(t, row + j), dr)));
+        const float *pr = p + r * L;
+        i64 ef = e[r] < lf ? e[r] : lf;
+        for (j = 0; j < ef; j += VW) {
+            __m512 ps = _mm512_mul_ps(_mm512_loadu_ps(pr + j), sc);
+            _mm512_storeu_ps(row + j, _mm512_mul_ps(ps, _mm512_sub_ps(_mm512_loadu_ps(row + j), dr)));
         }
+        if (j < e[r]) {  /* the vector across L */
+            __m512 ps = _mm512_mul_ps(_mm512_maskz_loadu_ps(below(L, j), pr + j), sc);
+            _mm512_storeu_ps(row + j, _mm512_mul_ps(ps, _mm512_sub_ps(_mm512_loadu_ps(row + j), dr)));
+            j += VW;
+        }
+        if (j < lp) _mm512_storeu_ps(row + j, _mm512_setzero_ps());
     }
 }
 
