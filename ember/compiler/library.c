@@ -750,7 +750,7 @@ static void sdpa_fwd_blas(i64 B, i64 H, i64 L, i64 S, i64 E, i64 Ev, const float
             gemm(tq, tk == NO_TRANS ? TRANS : NO_TRANS, r1 - r0, nk, E, scale, qh + row_at(tq, ldq, r0), ldq, kh,
                  ldk, 0.0f, p, S);
             softmax_rows(p, r0, r1 - r0, S, causal);
-            gemm(NO_TRANS, tv, r1 - r0, Ev, nk, 1.0f, p, S, vh, ldv, 0.0f, out + (bh * L + r0) * Ev, Ev);
+            gemm(NO_TRANS, tv, r1 - r0, Ev, nk, 1.0f, p, S, vh, ldv, 0.0f, out + ((b * L + r0) * H + h) * Ev, H * Ev);
         }
     }
     blas_restore(prev);
@@ -759,7 +759,7 @@ static void sdpa_fwd_blas(i64 B, i64 H, i64 L, i64 S, i64 E, i64 Ev, const float
 static void sdpa_bwd_blas(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 *sg, const float *q,
                           const i64 *sq, const float *k, const i64 *sk, const float *v, const i64 *sv,
                           const float *P, float scale, int causal, float *grads) {
-    i64 ldg, ldq, ldk, ldv, n = B * H * L * E;
+    i64 ldg, ldq, ldk, ldv, ld3 = 3 * H * E;  /* grads: (B, L, 3, H, E) */
     int tg = layout(sg[2], sg[3], E, &ldg), tq = layout(sq[2], sq[3], E, &ldq);
     int tk = layout(sk[2], sk[3], E, &ldk), tv = layout(sv[2], sv[3], E, &ldv);
     int prev = blas_serial();
@@ -772,7 +772,7 @@ static void sdpa_bwd_blas(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 
             const float *gh = g + b * sg[0] + h * sg[1], *qh = q + b * sq[0] + h * sq[1];
             const float *kh = k + b * sk[0] + h * sk[1], *vh = v + b * sv[0] + h * sv[1];
             const float *p = P + bh * L * L;
-            float *dq = grads + bh * L * E, *dk = grads + n + bh * L * E, *dv = grads + 2 * n + bh * L * E;
+            float *dq = grads + (b * L * 3 * H + h) * E, *dk = dq + H * E, *dv = dq + 2 * H * E;
             i64 blk = causal ? CAUSAL_BLOCK : L;
             for (i64 r0 = 0; r0 < L; r0 += blk) {  /* query rows: dS, then dQ */
                 i64 r1 = r0 + blk < L ? r0 + blk : L, nk = causal ? r1 : L;
@@ -788,14 +788,14 @@ static void sdpa_bwd_blas(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 
                     for (i64 j = 0; j < m; j++) dr[j] = pr[j] * (dr[j] - d);
                     for (i64 j = m; j < nk; j++) dr[j] = 0.0f;
                 }
-                gemm(NO_TRANS, tk, r1 - r0, E, nk, scale, ds + r0 * L, L, kh, ldk, 0.0f, dq + r0 * E, E);
+                gemm(NO_TRANS, tk, r1 - r0, E, nk, scale, ds + r0 * L, L, kh, ldk, 0.0f, dq + r0 * ld3, ld3);
             }
             for (i64 c0 = 0; c0 < L; c0 += blk) {  /* keys: only queries i >= c0 attend to them */
                 i64 c1 = c0 + blk < L ? c0 + blk : L, m0 = causal ? c0 : 0;
                 gemm(TRANS, tg, c1 - c0, E, L - m0, 1.0f, p + m0 * L + c0, L, gh + row_at(tg, ldg, m0), ldg, 0.0f,
-                     dv + c0 * E, E);
+                     dv + c0 * ld3, ld3);
                 gemm(TRANS, tq, c1 - c0, E, L - m0, scale, ds + m0 * L + c0, L, qh + row_at(tq, ldq, m0), ldq, 0.0f,
-                     dk + c0 * E, E);
+                     dk + c0 * ld3, ld3);
             }
         }
         free(ds);
@@ -805,7 +805,8 @@ static void sdpa_bwd_blas(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 
 
 /* ---- the entry points ---- */
 
-/* out (B,H,L,Ev contiguous) = softmax(scale * q k^T [causal]) v; P (B,H,L,S contiguous) keeps the
+/* out (B,H,L,Ev laid out as (B,L,H,Ev): the heads merged back, as PyTorch's CPU attention returns it) =
+ * softmax(scale * q k^T [causal]) v; P (B,H,L,S contiguous) keeps the
  * probabilities for backward. q (B,H,L,E), k (B,H,S,E), v (B,H,S,Ev) with strides sq, sk, sv.
  * Per head: K^T packed once; per block of query rows, the scores (small_mm), softmax into P, and
  * P V (small_mm, causal rows summing over the keys they see only). */
@@ -834,15 +835,16 @@ void ember_sdpa_fwd(i64 B, i64 H, i64 L, i64 S, i64 E, i64 Ev, const float *q, c
                 small_mm(rows, Sp, E, scale, qh + r0 * sq[2], sq[2], sq[3], kt, Sp, sbuf, Sp,
                          causal ? MASK_COLS : MASK_NONE, r0);
                 softmax_block(sbuf, Sp, p, rows, r0, causal, S);
-                small_mm_to(rows, Ev, causal ? min64(r1, S) : S, 1.0f, p, S, 1, vb, ldv, out + (bh * L + r0) * Ev,
-                            Ev, causal ? MASK_KEND : MASK_NONE, r0, tmp);
+                small_mm_to(rows, Ev, causal ? min64(r1, S) : S, 1.0f, p, S, 1, vb, ldv,
+                            out + ((b * L + r0) * H + h) * Ev, H * Ev, causal ? MASK_KEND : MASK_NONE, r0, tmp);
             }
         }
         free(raw);
     }
 }
 
-/* Gradients of ember_sdpa_fwd into grads = (3, B, H, L, E) contiguous: dq, dk, dv (L == S, E == Ev).
+/* Gradients of ember_sdpa_fwd into grads = (3, B, H, L, E) laid out as (B, L, 3, H, E): dq, dk, dv
+ * (L == S, E == Ev) side by side in each row, as the gradient of one fused qkv projection is.
  * dV = P^T dO;  dP = dO V^T;  dS = P * (dP - rowsum(P * dP));  dQ = scale dS K;  dK = scale dS^T Q.
  * Under `causal`, P and dS are zero above the diagonal: the products skip those terms. */
 void ember_sdpa_bwd(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 *sg, const float *q, const i64 *sq,
@@ -852,7 +854,7 @@ void ember_sdpa_bwd(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 *sg, c
         sdpa_bwd_blas(B, H, L, E, g, sg, q, sq, k, sk, v, sv, P, scale, causal, grads);
         return;
     }
-    i64 n = B * H * L * E, Lp = round_vw(L), Ep = round_vw(E), fb = query_block(Lp);
+    i64 ld3 = 3 * H * E, Lp = round_vw(L), Ep = round_vw(E), fb = query_block(Lp);  /* grads: (B, L, 3, H, E) */
     if (fb > L) fb = L;
 #pragma omp parallel
     {
@@ -866,7 +868,7 @@ void ember_sdpa_bwd(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 *sg, c
         for (i64 bh = 0; bh < B * H; bh++) {
             i64 b = bh / H, h = bh % H, ldk, ldq, ldg;
             const float *gh = g + b * sg[0] + h * sg[1], *p = P + bh * L * L;
-            float *dq = grads + bh * L * E, *dk = grads + n + bh * L * E, *dv = grads + 2 * n + bh * L * E;
+            float *dq = grads + (b * L * 3 * H + h) * E, *dk = dq + H * E, *dv = dq + 2 * H * E;
             pack(v + b * sv[0] + h * sv[1], sv[3], sv[2], E, L, vt, Lp);  /* V^T */
             const float *kb = operand(k + b * sk[0] + h * sk[1], sk[2], sk[3], L, E, kbuf, &ldk);
             const float *qb = operand(q + b * sq[0] + h * sq[1], sq[2], sq[3], L, E, qbuf, &ldq);
@@ -875,12 +877,12 @@ void ember_sdpa_bwd(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 *sg, c
                 i64 r1 = min64(r0 + fb, L);
                 small_mm(r1 - r0, Lp, E, 1.0f, gh + r0 * sg[2], sg[2], sg[3], vt, Lp, ds + r0 * Lp, Lp, mc, r0);
                 dsoftmax_block(ds + r0 * Lp, Lp, p + r0 * L, r1 - r0, r0, causal, L, scale);
-                small_mm_to(r1 - r0, E, causal ? r1 : L, 1.0f, ds + r0 * Lp, Lp, 1, kb, ldk, dq + r0 * E, E, me, r0,
-                            tmp);
+                small_mm_to(r1 - r0, E, causal ? r1 : L, 1.0f, ds + r0 * Lp, Lp, 1, kb, ldk, dq + r0 * ld3, ld3, me,
+                            r0, tmp);
             }
             /* keys' rows: dK = dS^T Q, dV = P^T dO (A read down the columns of dS and P) */
-            small_mm_to(L, E, L, 1.0f, ds, 1, Lp, qb, ldq, dk, E, mb, 0, tmp);
-            small_mm_to(L, E, L, 1.0f, p, 1, L, gb, ldg, dv, E, mb, 0, tmp);
+            small_mm_to(L, E, L, 1.0f, ds, 1, Lp, qb, ldq, dk, ld3, mb, 0, tmp);
+            small_mm_to(L, E, L, 1.0f, p, 1, L, gb, ldg, dv, ld3, mb, 0, tmp);
         }
         free(raw);
     }

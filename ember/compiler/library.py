@@ -295,7 +295,8 @@ def _strides4(a: np.ndarray):
 
 
 def sdpa_forward(lib, q, k, v, scale: float, causal: bool):
-    """(out, P) of the fused attention for float32 (B, H, L, E) inputs; None if not applicable."""
+    """(out, P) of the fused attention for float32 (B, H, L, E) inputs, out laid out (B, L, H, Ev) as
+    the registry's op lays it out; None if not applicable."""
     sq, sk, sv = _strides4(q), _strides4(k), _strides4(v)
     if sq is None or sk is None or sv is None or q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3]:
         return None
@@ -305,7 +306,7 @@ def sdpa_forward(lib, q, k, v, scale: float, causal: bool):
     S, Ev = k.shape[2], v.shape[3]
     if B * H * L * S * (E + Ev) < NUMPY_MATMUL:  # a decode step's attention: not worth the threads
         return None
-    out = np.empty((B, H, L, Ev), np.float32)
+    out = np.empty((B, L, H, Ev), np.float32).transpose(0, 2, 1, 3)
     P = np.empty((B, H, L, S), np.float32)
     lib.ember_sdpa_fwd(_i64(B), _i64(H), _i64(L), _i64(S), _i64(E), _i64(Ev), _ptr(q), sq, _ptr(k), sk,
                        _ptr(v), sv, ctypes.c_float(scale), ctypes.c_int(int(causal)), _ptr(out), _ptr(P))
@@ -313,7 +314,8 @@ def sdpa_forward(lib, q, k, v, scale: float, causal: bool):
 
 
 def sdpa_backward(lib, g, q, k, v, P, scale: float, causal: bool = False):
-    """(3, B, H, L, E) gradients of q, k, v; None if not applicable (needs L == S, E == Ev)."""
+    """(3, B, H, L, E) gradients of q, k, v laid out (B, L, 3, H, E) as the registry's op lays them
+    out; None if not applicable (needs L == S, E == Ev)."""
     arrs = [g, q, k, v]
     st = [_strides4(a) for a in arrs]
     if any(s is None for s in st) or len({a.shape for a in arrs}) != 1 or P.dtype != np.float32:
@@ -322,7 +324,7 @@ def sdpa_backward(lib, g, q, k, v, P, scale: float, causal: bool = False):
     if min(q.shape) == 0 or B * H * L * L * E * 2 < NUMPY_MATMUL:
         return None
     P = np.ascontiguousarray(P)
-    grads = np.empty((3, B, H, L, E), np.float32)
+    grads = np.empty((B, L, 3, H, E), np.float32).transpose(2, 0, 3, 1, 4)
     lib.ember_sdpa_bwd(_i64(B), _i64(H), _i64(L), _i64(E), _ptr(g), st[0], _ptr(q), st[1], _ptr(k), st[2],
                        _ptr(v), st[3], _ptr(P), ctypes.c_float(scale), ctypes.c_int(int(causal)), _ptr(grads))
     return grads

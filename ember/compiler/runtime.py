@@ -213,6 +213,56 @@ def kernel_step(graph, k, lib, fallback, made, persistent=None, stable=frozenset
     return run_kernel
 
 
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def assemble_in_place_step(graph, n, copy_step):
+    """An assemble_slices step that copies nothing when the pieces already lie where the output
+    puts them, in one buffer laid out row-major as the output (the fused attention backward's dq,
+    dk, dv, written side by side as the qkv projection's gradient): the output is then a view of
+    that buffer. Otherwise `copy_step` (its copy kernel) runs."""
+    shape, keys, out = n.attrs["shape"], n.attrs["keys"], n.outs[0]
+    dtype = graph.values[out].dtype.np
+    itemsize = np.dtype(dtype).itemsize
+    contiguous = tuple(s * itemsize for s in contiguous_strides(shape))
+    # where each key's box sits in a row-major array of `shape`: offsets and strides, no memory touched
+    fake = np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=shape, strides=contiguous, writeable=False)
+    base = fake.__array_interface__["data"][0]
+    boxes = [(fake[k].__array_interface__["data"][0] - base, fake[k].shape, fake[k].strides) for k in keys]
+    nbytes = int(np.prod(shape)) * itemsize
+    ins = list(n.inputs)
+    stats = copy_step.stats  # the kernel's calls and fallbacks, and the calls that copied nothing
+    stats["in_place"] = 0
+
+    def step(env):
+        start = None
+        for vid, (off, box_shape, box_strides) in zip(ins, boxes):
+            g = env[vid]
+            if g.dtype != dtype:
+                return copy_step(env)
+            v = g.view()
+            try:
+                v.shape = box_shape  # raises where the reshape would need a copy
+            except AttributeError:
+                return copy_step(env)
+            ptr = v.__array_interface__["data"][0] - off
+            if v.strides != box_strides or (start is not None and ptr != start):
+                return copy_step(env)
+            start = ptr
+        root = _root(env[ins[0]])
+        offset = start - root.__array_interface__["data"][0]
+        if not root.flags.c_contiguous or offset < 0 or offset + nbytes > root.nbytes:
+            return copy_step(env)
+        env[out] = np.ndarray(shape, dtype, buffer=root, offset=offset, strides=contiguous)
+        stats["in_place"] += 1
+    step.stats = stats
+    step.copy_step = copy_step
+    return step
+
+
 def internal_values(graph, lib) -> set:
     """Values no one can hold after a call returns: their kernels may write into buffers allocated
     once. Everything handed out (outputs, final gradients, gradients given to an optimizer's own
@@ -266,6 +316,9 @@ class Plan:
                     self.steps += fallback
                 else:
                     s = kernel_step(graph, kernels[idx], lib, fallback, made, persistent, stable)
+                    first = graph.nodes[members[0]]
+                    if first.name == "assemble_slices" and not first.attrs["gaps"]:
+                        s = assemble_in_place_step(graph, first, s)
                     self.steps.append(s)
                     self.kernel_steps.append(s)
             else:

@@ -199,3 +199,25 @@ def test_library_attention_without_avx512_equals_the_eager_op(c_library, monkeyp
         for q, k, v in _odd_attention_cases(rng):
             if q.shape[-1] <= 128:  # the wider head's BLAS path does not depend on the vector width
                 _matches_the_eager_op(lib, q, k, v, q.shape[-1] ** -0.5, causal, rng)
+
+
+def test_outputs_are_laid_out_as_merged_heads_in_the_op_and_the_library(lib, monkeypatch):
+    """The forward output is (B, L, H, Ev) in memory (out.transpose(1, 2) is contiguous, so merging
+    the heads is a view, as with PyTorch's CPU attention) and the backward's (3, B, H, L, E) stack
+    is (B, L, 3, H, E) (one fused qkv projection's gradient): the registry op and the library agree."""
+    monkeypatch.setattr(library, "NUMPY_MATMUL", 0)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 40, 3, 2, 8), dtype=np.float32)
+    q, k, v = (x[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    g = rng.standard_normal((2, 2, 40, 8), dtype=np.float32)
+    ref_out, ref_p = attention_ops.ScaledDotProductAttention.forward(np, q, k, v, scale=0.3, causal=True)
+    out, p = library.sdpa_forward(lib, q, k, v, 0.3, True)
+    ref_grads = attention_ops.ScaledDotProductAttentionBackward.forward(np, g, q, k, v, ref_p, scale=0.3, causal=True)
+    grads = library.sdpa_backward(lib, g, q, k, v, p, 0.3, True)
+    for got, want in ((out, ref_out), (grads, ref_grads)):
+        assert got.strides == want.strides
+    assert out.transpose(0, 2, 1, 3).flags.c_contiguous
+    assert grads.transpose(1, 3, 0, 2, 4).flags.c_contiguous
+    np.testing.assert_allclose(grads, ref_grads, rtol=1e-4, atol=1e-5)
+    y = F.scaled_dot_product_attention(*(ember.tensor(t) for t in (q, k, v)), is_causal=True)
+    assert y.transpose(1, 2).reshape(2, 40, 16)._data.base is not None  # heads merged without a copy
