@@ -112,6 +112,8 @@ def render_expr(expr, out_dtype) -> str:
         return f"({one} / {F('sqrt')}({a[0]}))"
     if name == "reciprocal":
         return f"({one} / {a[0]})"
+    if name in ("isinf", "isnan", "isfinite"):  # C's classification macros, on a double for integer inputs
+        return f"({name}((double){a[0]}) != 0)"
     if name == "sigmoid":
         return f"{'sigmoidf_' if T is dt.float32 else 'sigmoid_'}({a[0]})"
     if name == "silu":
@@ -173,10 +175,10 @@ def _reduce_parts(k: Kernel):
     """(accumulator C type, initial value, combine expression, omp reduction clause) of k.reduce."""
     op, src, _, acc_dtype = k.reduce
     acc_t = "double" if acc_dtype in (dt.float32, dt.float64) and op == "sum" else CTYPES[acc_dtype]
-    init = {"sum": "0", "amax": "-INFINITY", "amin": "INFINITY"}[op]
-    combine = {"sum": "acc + t{s}", "amax": "(t{s} > acc ? t{s} : acc)",
-               "amin": "(t{s} < acc ? t{s} : acc)"}[op].format(s=src)
-    clause = {"sum": "+", "amax": "max", "amin": "min"}[op]
+    init = {"sum": "0", "amax": "-INFINITY", "amin": "INFINITY", "any": "0", "all": "1"}[op]
+    combine = {"sum": "acc + t{s}", "amax": "(t{s} > acc ? t{s} : acc)", "amin": "(t{s} < acc ? t{s} : acc)",
+               "any": "(acc | (t{s} != 0))", "all": "(acc & (t{s} != 0))"}[op].format(s=src)
+    clause = {"sum": "+", "amax": "max", "amin": "min", "any": "|", "all": "&"}[op]
     return acc_t, init, combine, clause
 
 
@@ -186,13 +188,19 @@ def _row_body(k: Kernel, ind: str) -> list:
     then storing it and evaluating the epilogue."""
     no, nd = k.n_outer, len(k.dims)
     lines = []
+    # amax / amin propagate NaN as NumPy's do: a vectorised max reduction drops it, so a second
+    # reduction notes whether any element was NaN
+    nan = k.reduce is not None and k.reduce[0] in ("amax", "amin") and k.reduce[3].category == 2
     if k.reduce is not None:
         acc_t, init, combine, clause = _reduce_parts(k)
         lines.append(f"{ind}{acc_t} acc = {init};")
+        if nan:
+            lines.append(f"{ind}unsigned char nan = 0;")
     for d in range(no, nd):
         ind2 = ind + "  " * (d - no)
         if d == nd - 1:
-            lines.append(f"{ind2}#pragma omp simd" + (f" reduction({clause}:acc)" if k.reduce is not None else ""))
+            lines.append(f"{ind2}#pragma omp simd" + (f" reduction({clause}:acc)" if k.reduce is not None else "")
+                         + (" reduction(|:nan)" if nan else ""))
         lines.append(f"{ind2}for (i64 i{d} = 0; i{d} < {k.dims[d]}; i{d}++) {{")
     inner = ind + "  " * (nd - no)
     lines += _offsets(k, range(nd), inner)
@@ -201,10 +209,14 @@ def _row_body(k: Kernel, ind: str) -> list:
         lines.append(f"{inner}a{ai}[o{ai}] = t{t};")
     if k.reduce is not None:
         lines.append(f"{inner}acc = {combine};")
+        if nan:
+            lines.append(f"{inner}nan |= (t{k.reduce[1]} != t{k.reduce[1]});")
     for d in reversed(range(no, nd)):
         lines.append(ind + "  " * (d - no) + "}")
     if k.reduce is None:
         return lines
+    if nan:
+        lines.append(f"{ind}if (nan) acc = NAN;")
     _, _, out_arg, acc_dtype = k.reduce
     oo = [f"i{d} * {k.args[out_arg].strides[d]}" for d in range(no) if k.args[out_arg].strides[d]]
     lines.append(f"{ind}a{out_arg}[{' + '.join(oo) or '0'}] = ({CTYPES[acc_dtype]})acc;")
@@ -339,12 +351,16 @@ def _column_reduce(k: Kernel, acc_t: str, init: str, combine: str) -> list:
     lines += _lets(k, inner)
     for ai, t in k.stores:
         lines.append(f"{inner}a{ai}[o{ai}] = t{t};")
+    if op in ("amax", "amin"):  # no reduction clause here: a NaN element wins, as in NumPy
+        cmp = ">" if op == "amax" else "<"
+        combine = f"((t{src} {cmp} acc || t{src} != t{src}) ? t{src} : acc)"
     lines.append(f"{inner}{{ {acc_t} acc = accs[o{out_arg}]; accs[o{out_arg}] = {combine}; }}")
     for depth in reversed(range(nd)):
         lines.append(pad + "  " * (depth + 1) + "}")
     if nch > 1:
-        merge = {"sum": "s + p[c * {n}]", "amax": "(p[c * {n}] > s ? p[c * {n}] : s)",
-                 "amin": "(p[c * {n}] < s ? p[c * {n}] : s)"}[op].format(n=kept)
+        merge = {"sum": "s + p[c * {n}]", "amax": "((p[c * {n}] > s || p[c * {n}] != p[c * {n}]) ? p[c * {n}] : s)",
+                 "any": "(s | p[c * {n}])", "all": "(s & p[c * {n}])",
+                 "amin": "((p[c * {n}] < s || p[c * {n}] != p[c * {n}]) ? p[c * {n}] : s)"}[op].format(n=kept)
         lines += ["  }",
                   f"  for (i64 j = 0; j < {kept}; j++) {{  /* partials combined in chunk order */",
                   f"    const {acc_t} *p = part + j;",

@@ -30,8 +30,9 @@ POINTWISE = {
     "clamp": 1, "logical_not": 1, "bitwise_not": 1, "copy": 1, "contiguous": 1,
     "gelu_backward": 2, "threshold_backward": 2, "tanh_backward": 2, "sigmoid_backward": 2,
     "logical_and": 2, "logical_or": 2, "bitwise_and": 2, "bitwise_or": 2, "bitwise_xor": 2,
+    "isinf": 1, "isnan": 1, "isfinite": 1,
 }
-REDUCTIONS = {"sum", "amax", "amin"}
+REDUCTIONS = {"sum", "amax", "amin", "any", "all"}
 
 
 @dataclass

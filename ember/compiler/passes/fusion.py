@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ... import dtype as dt
 from ..graph import AttrRef
 from ..kernel_ir import CTYPES, POINTWISE, REDUCTIONS, Arg, Kernel, broadcast_strides, coalesce, contiguous_strides
 from .copies import lower_copy, lower_scatter
@@ -59,7 +60,9 @@ def _fusable(graph, n) -> str | None:
         return "copy"
     if n.name in REDUCTIONS:
         x = graph.values[n.inputs[0]]
-        if out.dtype.category != 2 or 0 in x.shape or x.strides is None and x.source != "node":
+        boolean = n.name in ("any", "all")  # a bool result, of any input
+        if (out.dtype is not dt.bool_ if boolean else out.dtype.category != 2) or 0 in x.shape or \
+                x.strides is None and x.source != "node":
             return None
         return "reduce"
     if n.name == "cast" and n.attrs["dtype"] not in CTYPES:
