@@ -237,3 +237,18 @@ def test_an_activation_backward_and_its_bias_gradient_join_the_product_that_feed
                 ember.randn(6, 7))
     simplify(g3)
     assert _names(g3) == ["matmul_act_backward"]
+
+
+def test_an_expand_read_only_by_broadcasting_elementwise_ops_is_dropped():
+    s, w = ember.randn(1), ember.randn(9)
+    g = _trace(lambda s, w: (s.expand(9) * w, (s.expand(9) + 1)), s, w)  # the second needs the expand
+    simplify(g)
+    dce(g)
+    assert _names(g).count("expand") == 1
+    g = _trace(lambda s, w: -(s.expand(9) * w), s, w)
+    simplify(g)
+    dce(g)
+    assert "expand" not in _names(g)
+    cf = ember.compile(lambda s, w: -(s.expand(9) * w))
+    cf(s, w)
+    np.testing.assert_allclose(cf(s, w).numpy(), (-(s.expand(9) * w)).numpy())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Graph, _leaves
+from ..kernel_ir import POINTWISE
 from .assemble import assemble_slices
 from .cse_dce import rename
 from .epilogue import matmul_act_backward, matmul_bias, matmul_bias_act
@@ -84,11 +85,37 @@ RULES = [
 ]
 
 
+EXPAND_REASON = "an expand read only by elementwise ops that broadcast anyway is dropped"
 ASSEMBLE_REASON = "a sum of index_add_into of disjoint slices is one assemble_slices"
 EPILOGUE_REASON = "matmul then a bias add is one matmul_bias (the bias is the product's epilogue)"
 ACT_REASON = "an activation of a matmul_bias is its epilogue (matmul_bias_act)"
 ACT_GRAD_REASON = ("an activation's backward of a matmul (and the bias gradient summed from it) is its epilogue "
                    "(matmul_act_backward)")
+
+
+def fold_expands(graph: Graph) -> int:
+    """Drop `expand` nodes whose every reader is an elementwise op that broadcasts to the expanded
+    shape anyway (another of its operands has that shape): a broadcast load is free in a fused
+    kernel, a materialised expand is a NumPy op of its own. Returns how many."""
+    vals, roots = graph.values, graph.roots()
+    users: dict = {}
+    for n in graph.nodes:
+        for v in n.inputs:
+            users.setdefault(v, []).append(n)
+    count = 0
+    for n in graph.nodes:
+        if n.name != "expand" or n.n_attr_inputs or n.outs[0] in roots:
+            continue
+        out = n.outs[0]
+        shape = vals[out].shape
+        readers = users.get(out, [])
+        if not readers or any(u.name not in POINTWISE or u.n_attr_inputs or vals[u.outs[0]].shape != shape or
+                              not any(v != out and vals[v].shape == shape for v in u.inputs) for u in readers):
+            continue
+        for u in readers:
+            u.inputs = [n.inputs[0] if v == out else v for v in u.inputs]
+        count += 1
+    return count
 
 
 def simplify(graph: Graph) -> list:
@@ -117,6 +144,7 @@ def simplify(graph: Graph) -> list:
             graph._producer[o] = n
     del graph._producer, graph._copy_sources
     rename(graph, mapping)
+    fired += [(EXPAND_REASON, "expand")] * fold_expands(graph)
     fired += [(ASSEMBLE_REASON, "add")] * assemble_slices(graph)
     fired += [(EPILOGUE_REASON, "add")] * matmul_bias(graph)
     fired += [(ACT_REASON, "matmul_bias")] * matmul_bias_act(graph)
