@@ -114,3 +114,18 @@ def test_matmul_act_backward_equals_the_registry_op(blas_library, monkeypatch, m
                 else:
                     assert db is None
     assert library.matmul_act_backward(blas_library, a.astype(np.float64), b, s, "relu", True) is None
+
+
+def test_long_k_products_split_along_k_equal_numpy(blas_library, monkeypatch):
+    """Weight-gradient shaped products (K >= 4 max(M, N)) are split along K over the threads and the
+    partial products added: against NumPy, with A read transposed (X^T) or not, on one thread too."""
+    rng = np.random.default_rng(7)
+    monkeypatch.setattr(library, "NUMPY_MATMUL", 0)
+    for min_parallel in (0, 1 << 40):
+        monkeypatch.setattr(library, "SMALL_MATMUL", min_parallel)
+        for M, K, N in ((16, 2048, 24), (33, 1000, 7), (5, 4096, 64)):
+            x = rng.standard_normal((K, M), dtype=np.float32)
+            dy = rng.standard_normal((K, N), dtype=np.float32)
+            for a in (x.T, np.ascontiguousarray(x.T)):
+                got = library.matmul(blas_library, a, dy)
+                np.testing.assert_allclose(got, a.astype(np.float64) @ dy, rtol=1e-4, atol=1e-3)
