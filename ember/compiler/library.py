@@ -23,6 +23,17 @@ import numpy as np
 from . import toolchain
 
 SOURCE_PATH = os.path.join(os.path.dirname(__file__), "library.c")
+# built as one translation unit: library.c, then attention.c (which uses library.c's helpers)
+SOURCE_PATHS = (SOURCE_PATH, os.path.join(os.path.dirname(__file__), "attention.c"))
+
+
+def source() -> str:
+    """The C source load() builds: library.c and attention.c, in that order."""
+    parts = []
+    for path in SOURCE_PATHS:
+        with open(path) as f:
+            parts.append(f.read())
+    return "\n".join(parts)
 _c_void_p, _i64 = ctypes.c_void_p, ctypes.c_int64
 _ONE, _ZERO, _NULL = _i64(1), _i64(0), _c_void_p(None)
 # (symbol prefix, suffix, ILP64?) of the OpenBLAS builds NumPy ships or links
@@ -134,10 +145,8 @@ def load():
     lib = None
     blas = find_blas()
     if blas is not None and toolchain.find_compiler() is not None:
-        with open(SOURCE_PATH) as f:
-            source = f.read()
         try:
-            lib = toolchain.build(source)
+            lib = toolchain.build(source())
         except toolchain.CompileError as e:  # a compiler that rejects it: the NumPy kernels serve instead
             warnings.warn(f"ember.compile: library.c did not build, matmul and attention use NumPy:\n{e}",
                           stacklevel=2)

@@ -2,7 +2,7 @@
 
 Written as separate ops (matmul, mask, softmax, matmul) attention makes four passes over the
 (L, S) scores each way; as one op the compiler can hand it to a single library kernel per head
-(compiler/library.c), the way PyTorch runs its fused CPU attention. The eager kernel here is
+(compiler/attention.c), the way PyTorch runs its fused CPU attention. The eager kernel here is
 NumPy; the backward is one op too, computing dq, dk, dv together from the saved probabilities.
 Double backward (create_graph) recomputes attention with differentiable ops.
 """

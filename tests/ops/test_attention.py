@@ -1,6 +1,6 @@
 """The fused attention op (ops/attention.py): the path F.scaled_dot_product_attention takes for 4-D
 inputs of one shape without mask or dropout. Against PyTorch, float64 finite differences and the
-composite (unfused) formula; its library kernel (compiler/library.c) against the eager op."""
+composite (unfused) formula; its library kernel (compiler/attention.c) against the eager op."""
 
 from __future__ import annotations
 
@@ -190,8 +190,7 @@ def test_library_attention_without_avx512_equals_the_eager_op(c_library, monkeyp
         pytest.skip("the -march flags of this test are x86's")
     monkeypatch.setattr(toolchain, "FLAGS", march + tuple(f for f in toolchain.FLAGS if f != "-march=native"))
     monkeypatch.setattr(library, "NUMPY_MATMUL", 0)
-    with open(library.SOURCE_PATH) as f:
-        lib = toolchain.build(f.read())
+    lib = toolchain.build(library.source())
     library._bind(lib, library.current_blas())  # the same BLAS as the default build: rebinding it is a no-op
     lib.ember_sdpa_fwd.restype = lib.ember_sdpa_bwd.restype = None
     rng = np.random.default_rng(4)
