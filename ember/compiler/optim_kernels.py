@@ -37,16 +37,26 @@ ADAM(ember_adam_f64, double, sqrt)
 /* Every float32 parameter of an Adam step in one parallel region: chunks of 32K elements of all the
    tensors are shared out over the threads (one tensor at a time would leave small ones on one core
    and pay a call per tensor). Per tensor: its buffers and scalars, as ember_adam_f32 takes them. */
+/* chunks of 32K elements over nt tensors of n[t] elements: starts[t] is tensor t's first chunk */
+static void chunk_starts(i64 nt, const i64 *n, i64 *starts) {
+  starts[0] = 0;
+  for (i64 t = 0; t < nt; t++) starts[t + 1] = starts[t] + (n[t] + 32767) / 32768;
+}
+/* the tensor chunk c belongs to, and its element range [*lo, *hi) */
+static inline i64 chunk_range(i64 c, const i64 *starts, const i64 *n, i64 *lo, i64 *hi) {
+  i64 t = 0;
+  while (starts[t + 1] <= c) t++;
+  *lo = (c - starts[t]) * 32768;
+  *hi = *lo + 32768 < n[t] ? *lo + 32768 : n[t];
+  return t;
+}
 void ember_adam_all_f32(i64 nt, float **p, float **g, float **m, float **v, const i64 *n, const float *sc,
                         const int *mode, const int *update_p) {
   i64 starts[nt + 1];
-  starts[0] = 0;
-  for (i64 t = 0; t < nt; t++) starts[t + 1] = starts[t] + (n[t] + 32767) / 32768;
+  chunk_starts(nt, n, starts);
   _Pragma("omp parallel for schedule(dynamic)")
   for (i64 c = 0; c < starts[nt]; c++) {
-    i64 t = 0;
-    while (starts[t + 1] <= c) t++;
-    i64 lo = (c - starts[t]) * 32768, hi = lo + 32768 < n[t] ? lo + 32768 : n[t];
+    i64 lo, hi, t = chunk_range(c, starts, n, &lo, &hi);
     const float *s = sc + 8 * t;  /* b1, 1-b1, b2, 1-b2, c1, c2, shrink, wd */
     float *pp = p[t], *mm = m[t], *vv = v[t];
     const float *gg = g[t];
@@ -84,13 +94,10 @@ SGD(ember_sgd_f64, double)
 void ember_sgd_all_f32(i64 nt, float **p, float **g, float **buf, const i64 *n, const float *sc,
                        const int *fl) {
   i64 starts[nt + 1];
-  starts[0] = 0;
-  for (i64 t = 0; t < nt; t++) starts[t + 1] = starts[t] + (n[t] + 32767) / 32768;
+  chunk_starts(nt, n, starts);
   _Pragma("omp parallel for schedule(dynamic)")
   for (i64 c = 0; c < starts[nt]; c++) {
-    i64 t = 0;
-    while (starts[t + 1] <= c) t++;
-    i64 lo = (c - starts[t]) * 32768, hi = lo + 32768 < n[t] ? lo + 32768 : n[t];
+    i64 lo, hi, t = chunk_range(c, starts, n, &lo, &hi);
     const float *s = sc + 4 * t;
     const int *f = fl + 6 * t;
     float *pp = p[t], *bb = buf[t];
