@@ -550,7 +550,7 @@ static void sdpa_bwd_blas(i64 B, i64 H, i64 L, i64 E, const float *g, const i64 
 
 /* ---- the entry points ---- */
 
-/* out (B,H,L,Ev laid out as (B,L,H,Ev): the heads merged back, as PyTorch's CPU attention returns it) =
+/* out (B,H,L,Ev laid out as (B,L,H,Ev), so that merging the heads back is a view) =
  * softmax(scale * q k^T [causal]) v; P (B,H,L,S contiguous) keeps the
  * probabilities for backward. q (B,H,L,E), k (B,H,S,E), v (B,H,S,Ev) with strides sq, sk, sv.
  * Per head: K^T packed once; per block of query rows, the scores (small_mm), softmax into P, and

@@ -304,8 +304,9 @@ def _strides4(a: np.ndarray):
 
 
 def sdpa_forward(lib, q, k, v, scale: float, causal: bool):
-    """(out, P) of the fused attention for float32 (B, H, L, E) inputs, out laid out (B, L, H, Ev) as
-    the registry's op lays it out; None if not applicable."""
+    """(out, P) of the fused attention for float32 (B, H, L, E) inputs, out laid out (B, L, H, Ev):
+    merging the heads, `out.transpose(1, 2).reshape(B, L, H * Ev)`, is then a view (the registry's
+    op returns it contiguous, as PyTorch does); None if not applicable."""
     sq, sk, sv = _strides4(q), _strides4(k), _strides4(v)
     if sq is None or sk is None or sv is None or q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3]:
         return None
@@ -323,8 +324,9 @@ def sdpa_forward(lib, q, k, v, scale: float, causal: bool):
 
 
 def sdpa_backward(lib, g, q, k, v, P, scale: float, causal: bool = False):
-    """(3, B, H, L, E) gradients of q, k, v laid out (B, L, 3, H, E) as the registry's op lays them
-    out; None if not applicable (needs L == S, E == Ev)."""
+    """(3, B, H, L, E) gradients of q, k, v laid out (B, L, 3, H, E): the gradient of a fused qkv
+    projection, which the compiled plan then hands out without assembling it (runtime.py); None if
+    not applicable (needs L == S, E == Ev)."""
     arrs = [g, q, k, v]
     st = [_strides4(a) for a in arrs]
     if any(s is None for s in st) or len({a.shape for a in arrs}) != 1 or P.dtype != np.float32:
@@ -453,21 +455,25 @@ def step(graph, n, lib, fallback):
     if n.name == "sdpa":
         scale, causal, o1 = n.attrs["scale"], n.attrs["causal"], outs[1]
         q_id, k_id, v_id = ins
+        # handed to the caller: contiguous, as eager (and PyTorch) return it
+        returned = o0 in graph.roots()
 
         def run_sdpa(env):
             r = sdpa_forward(lib, env[q_id], env[k_id], env[v_id], scale, causal)
             if r is None:
                 return fallback(env)
-            env[o0], env[o1] = r
+            env[o0], env[o1] = (np.ascontiguousarray(r[0]), r[1]) if returned else r
         return run_sdpa
     if n.name == "sdpa_backward":
         scale, causal = n.attrs["scale"], n.attrs["causal"]
+
+        returned = o0 in graph.roots()
 
         def run_sdpa_backward(env):
             r = sdpa_backward(lib, *(env[i] for i in ins), scale, causal)
             if r is None:
                 return fallback(env)
-            env[o0] = r
+            env[o0] = np.ascontiguousarray(r) if returned else r
         return run_sdpa_backward
     if n.name in ("unfold", "fold"):
         fn, x_id, attrs = (unfold if n.name == "unfold" else fold), ins[0], n.attrs

@@ -34,8 +34,8 @@ def _stack(xp, a):
 @register("sdpa", OPAQUE)
 class ScaledDotProductAttention(Op):
     """(B, H, L, E) q, (B, H, S, E) k, (B, H, S, Ev) v -> (B, H, L, Ev); saves the (B, H, L, S)
-    probabilities. The output is laid out (B, L, H, Ev), as PyTorch's CPU attention returns it: the
-    usual `out.transpose(1, 2).reshape(B, L, H * Ev)` that merges the heads is then a view."""
+    probabilities. The output is contiguous, as PyTorch's; the compiler's library kernel writes it
+    laid out (B, L, H, Ev) instead, where merging the heads then needs no copy (compiler/library.py)."""
 
     saves = True
 
@@ -50,9 +50,7 @@ class ScaledDotProductAttention(Op):
         s -= s.max(axis=-1, keepdims=True)
         xp.exp(s, out=s)
         s /= s.sum(axis=-1, keepdims=True)
-        B, H, L = q.shape[:3]
-        out = xp.empty((B, L, H, v.shape[-1]), dtype=s.dtype).transpose(0, 2, 1, 3)
-        return xp.matmul(s, _stack(xp, v), out=out), s
+        return xp.matmul(s, _stack(xp, v)), s
 
     def backward(ctx, g):
         q, k, v = ctx.inputs
@@ -69,10 +67,10 @@ class ScaledDotProductAttention(Op):
 @register("sdpa_backward", OPAQUE)
 class ScaledDotProductAttentionBackward(Op):
     """(g, q, k, v, p) -> (3, B, H, L, E): the gradients of q, k and v stacked (needs L == S and
-    E == Ev, which `sdpa` checks before choosing this op), laid out (B, L, 3, H, E): each row holds
-    dq, dk, dv side by side, which is the gradient of a fused (B, L, 3 * H * E) qkv projection
-    (ember.compile hands that out without assembling it). `causal` only tells a kernel that p is
-    zero above the diagonal (the library's skips those blocks); the formula is the same."""
+    E == Ev, which `sdpa` checks before choosing this op). The compiler's library kernel lays them
+    out (B, L, 3, H, E), each row holding dq, dk, dv side by side: the gradient of a fused
+    (B, L, 3 * H * E) qkv projection, handed out without assembling it. `causal` only tells a kernel
+    that p is zero above the diagonal (the library's skips those blocks); the formula is the same."""
 
     differentiable = False  # double backward goes through _differentiable_grads instead
 
@@ -80,8 +78,7 @@ class ScaledDotProductAttentionBackward(Op):
         return (3,) + q.shape
 
     def forward(xp, g, q, k, v, p, scale, causal):
-        B, H, L, E = q.shape
-        out = xp.empty((B, L, 3, H, E), dtype=g.dtype).transpose(2, 0, 3, 1, 4)
+        out = xp.empty((3,) + q.shape, dtype=g.dtype)
         g = _stack(xp, g)
         xp.matmul(xp.swapaxes(p, -1, -2), g, out=out[2])  # dv = p^T g
         dp = xp.matmul(g, _stack(xp, xp.swapaxes(v, -1, -2)))
