@@ -252,3 +252,36 @@ def test_an_expand_read_only_by_broadcasting_elementwise_ops_is_dropped():
     cf = ember.compile(lambda s, w: -(s.expand(9) * w))
     cf(s, w)
     np.testing.assert_allclose(cf(s, w).numpy(), (-(s.expand(9) * w)).numpy())
+
+
+def test_the_assemble_remat_and_copies_passes_called_on_their_own():
+    """passes/assemble.py, passes/remat.py and passes/copies.py through their own entry points:
+    the count each returns and what it builds, on small graphs."""
+    from ember.compiler.passes import assemble, copies, remat
+    # assemble: the three-way split's backward is one assembly (the add chain it replaces is dead)
+    x = ember.randn(2, 3, 12).requires_grad_()
+
+    def step(x):
+        sum(((p * (i + 1)) ** 2).sum() for i, p in enumerate(x.split(4, dim=2))).backward()
+        return x.grad
+    g = _trace(step, x)
+    dce(g)
+    assert assemble.assemble_slices(g) == 1
+    dce(g)  # drops the index_add_into and add nodes it replaced
+    assert assemble.assemble_slices(g) == 0 and "index_add_into" not in _names(g)
+    (n,) = [m for m in g.nodes if m.name == "assemble_slices"]
+    full = slice(None)
+    assert sorted(k[2].start for k in n.attrs["keys"]) == [0, 4, 8] and n.attrs["gaps"] == ()
+    assert all(k[:2] == (full, full) and k[2].stop - k[2].start == 4 for k in n.attrs["keys"])
+    # copies: that assembly lowered to three loop nests, each writing its 4 columns of 12
+    groups, schedule = fuse(g)
+    gi = next(i for i, grp in enumerate(groups) if grp.members and g.nodes[grp.members[0]].name == "assemble_slices")
+    k = copies.lower_copy(g, groups[gi], "k", {})
+    assert len(k.pieces) == 3 and sorted(p.dst_offset for p in k.pieces) == [0, 4, 8]
+    assert all(p.src is not None and p.dims[-1] == 4 for p in k.pieces)
+    # remat: layer norm's x - mean gets one copy, next to the normalisation
+    g = _trace(lambda x: (lambda xc: xc * ((xc * xc).mean(1, keepdim=True) + 1e-5).rsqrt())(
+        x - x.mean(1, keepdim=True)), ember.randn(8, 16))
+    dce(g)
+    assert _names(g).count("sub") == 1
+    assert remat.rematerialize(g) == 1 and _names(g).count("sub") == 2
