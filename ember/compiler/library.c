@@ -81,6 +81,41 @@ static int layout(i64 s_row, i64 s_col, i64 cols, i64 *ld) {
 /* offset of row i of an operand read with transpose flag t and leading dimension ld */
 static inline i64 row_at(int t, i64 ld, i64 i) { return t == NO_TRANS ? i * ld : i; }
 
+/* how BLAS reads the operands of op(A) (M x K) op(B) (K x N) given their element strides */
+typedef struct {
+    int ta, tb;
+    i64 lda, ldb;
+} operands_t;
+
+static operands_t operands(i64 M, i64 N, i64 K, i64 sam, i64 sak, i64 sbk, i64 sbn) {
+    operands_t o;
+    o.ta = layout(sam, sak, K, &o.lda);
+    o.tb = layout(sbk, sbn, N, &o.ldb);
+    if (o.ta == TRANS && o.lda < M) o.lda = M;
+    if (o.tb == TRANS && o.ldb < K) o.ldb = K;
+    return o;
+}
+
+/* rows [lo, hi) of C = op(A) op(B) (M x N, row stride N), or columns [lo, hi) with by_cols, on this
+ * thread: returns the block's offset in C, its row and column counts in *m, *n */
+static i64 gemm_block(operands_t o, int by_cols, i64 lo, i64 hi, i64 M, i64 N, i64 K, const float *A,
+                      const float *B, float *C, i64 *m, i64 *n) {
+    i64 off;
+    *m = M;
+    *n = N;
+    if (by_cols) {
+        B += row_at(o.tb == NO_TRANS ? TRANS : NO_TRANS, o.ldb, lo);  /* column lo of op(B) */
+        off = lo;
+        *n = hi - lo;
+    } else {
+        A += row_at(o.ta, o.lda, lo);
+        off = lo * N;
+        *m = hi - lo;
+    }
+    gemm(o.ta, o.tb, *m, *n, K, 1.0f, A, o.lda, B, o.ldb, 0.0f, C + off, N);
+    return off;
+}
+
 /* the epilogue activations, the same arithmetic as generated kernels (codegen_c.py): 1 relu,
  * 2 gelu with the tanh approximation, 3 exact gelu (erf), 4 tanh, 5 sigmoid, 6 silu */
 #pragma omp declare simd notinbranch
@@ -152,15 +187,12 @@ void ember_matmul(i64 b1, i64 b2, i64 M, i64 N, i64 K, const float *A, i64 sa1, 
                   const float *B, i64 sb1, i64 sb2, i64 sbk, i64 sbn, float *C, const float *bias,
                   i64 min_parallel, int act, float *Y) {
     i64 batch = b1 * b2;
-    i64 lda, ldb;
-    int ta = layout(sam, sak, K, &lda), tb = layout(sbk, sbn, N, &ldb);
-    if (ta == TRANS && lda < M) lda = M;
-    if (tb == TRANS && ldb < K) ldb = K;
+    operands_t o = operands(M, N, K, sam, sak, sbk, sbn);
     /* a small product runs on this thread alone: waking the others would cost more than it */
     int nt = batch * M * N * K < min_parallel ? 1 : omp_get_max_threads();
     if (batch == 1 && nt > 1 && !bias && !act && K >= SPLIT_K_RATIO * (M > N ? M : N)) {
         int prev = blas_serial();
-        matmul_split_k(M, N, K, ta, tb, A, lda, B, ldb, C, nt);
+        matmul_split_k(M, N, K, o.ta, o.tb, A, o.lda, B, o.ldb, C, nt);
         blas_restore(prev);
         return;
     }
@@ -178,19 +210,9 @@ void ember_matmul(i64 b1, i64 b2, i64 M, i64 N, i64 K, const float *A, i64 sa1, 
         i64 bi = t / chunks, c = t % chunks, i1 = bi / b2, i2 = bi % b2;
         i64 lo = extent * c / chunks, hi = extent * (c + 1) / chunks;
         if (hi <= lo) continue;
-        const float *a = A + i1 * sa1 + i2 * sa2, *bm = B + i1 * sb1 + i2 * sb2;
+        i64 m, n;
         float *out = C + bi * M * N;
-        i64 m = M, n = N;
-        if (by_cols) {
-            bm += row_at(tb == NO_TRANS ? TRANS : NO_TRANS, ldb, lo);  /* column lo of op(B) */
-            out += lo;
-            n = hi - lo;
-        } else {
-            a += row_at(ta, lda, lo);
-            out += lo * N;
-            m = hi - lo;
-        }
-        gemm(ta, tb, m, n, K, 1.0f, a, lda, bm, ldb, 0.0f, out, N);
+        out += gemm_block(o, by_cols, lo, hi, M, N, K, A + i1 * sa1 + i2 * sa2, B + i1 * sb1 + i2 * sb2, out, &m, &n);
         if (bias)
             for (i64 r = 0; r < m; r++) {
                 const float *bb = bias + (by_cols ? lo : 0);
@@ -244,10 +266,7 @@ static void act_grad_rows(int code, float *dh, const float *s, i64 m, i64 n, i64
  * added in block order. */
 void ember_matmul_act_backward(i64 M, i64 N, i64 K, const float *A, i64 sam, i64 sak, const float *B, i64 sbk,
                                i64 sbn, const float *S, float *dH, float *dbias, i64 min_parallel, int code) {
-    i64 lda, ldb;
-    int ta = layout(sam, sak, K, &lda), tb = layout(sbk, sbn, N, &ldb);
-    if (ta == TRANS && lda < M) lda = M;
-    if (tb == TRANS && ldb < K) ldb = K;
+    operands_t o = operands(M, N, K, sam, sak, sbk, sbn);
     int nt = M * N * K < min_parallel ? 1 : omp_get_max_threads();
     int by_cols = N > M;
     i64 extent = by_cols ? N : M, chunks = nt < extent ? nt : (extent > 0 ? extent : 1);
@@ -257,18 +276,7 @@ void ember_matmul_act_backward(i64 M, i64 N, i64 K, const float *A, i64 sam, i64
     for (i64 c = 0; c < chunks; c++) {
         i64 lo = extent * c / chunks, hi = extent * (c + 1) / chunks;
         if (hi <= lo) continue;
-        const float *a = A, *bm = B;
-        i64 m = M, n = N, off;
-        if (by_cols) {
-            bm += row_at(tb == NO_TRANS ? TRANS : NO_TRANS, ldb, lo);  /* column lo of op(B) */
-            off = lo;
-            n = hi - lo;
-        } else {
-            a += row_at(ta, lda, lo);
-            off = lo * N;
-            m = hi - lo;
-        }
-        gemm(ta, tb, m, n, K, 1.0f, a, lda, bm, ldb, 0.0f, dH + off, N);
+        i64 m, n, off = gemm_block(o, by_cols, lo, hi, M, N, K, A, B, dH, &m, &n);
         act_grad_rows(code, dH + off, S + off, m, n, N);
         if (!part) continue;
         double *acc = part + c * N + (by_cols ? lo : 0);  /* this block's columns, this block's slot */

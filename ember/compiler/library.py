@@ -225,6 +225,19 @@ def _batch_dims(a: np.ndarray, b: np.ndarray, batch_shape):
 ACTIVATION_CODES = {None: 0, "relu": 1, "gelu_tanh": 2, "gelu": 3, "tanh": 4, "sigmoid": 5, "silu": 6}
 
 
+def _product_2d(a: np.ndarray, b: np.ndarray):
+    """(M, N, K, a's strides, b's strides) of a 2-D float32 product a @ b that library.c should
+    take; None for another dtype or rank, an empty or mismatched one, one too small to be worth
+    the call (NUMPY_MATMUL), or a layout BLAS cannot read."""
+    if a.dtype != np.float32 or b.dtype != np.float32 or a.ndim != 2 or b.ndim != 2:
+        return None
+    (M, K), N = a.shape, b.shape[1]
+    if b.shape[0] != K or not M or not N or not K or M * N * K < NUMPY_MATMUL:
+        return None
+    sa, sb = _mat_strides(a), _mat_strides(b)
+    return None if sa is None or sb is None else (M, N, K, sa, sb)
+
+
 def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, act: str | None = None):
     """a @ b (+ bias) for float32 operands of 2+ dims through ember_matmul; with `act`, the pair
     (act(product), product). None if the layout is one BLAS cannot read directly (the caller then
@@ -236,11 +249,10 @@ def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, ac
     if b.shape[-2] != K:
         return None
     if a.ndim == 2 and b.ndim == 2 and M and N and K:  # the common case, without the batch logic
-        if M * N * K < NUMPY_MATMUL:
+        p = _product_2d(a, b)
+        if p is None:
             return None
-        sa, sb = _mat_strides(a), _mat_strides(b)
-        if sa is None or sb is None:
-            return None
+        sa, sb = p[3:]
         out = np.empty((M, N), np.float32)
         y = np.empty((M, N), np.float32) if act else None
         lib.ember_matmul(_ONE, _ONE, _i64(M), _i64(N), _i64(K), _ptr(a), _ZERO, _ZERO, _i64(sa[0]), _i64(sa[1]),
@@ -275,14 +287,10 @@ def matmul_act_backward(lib, a: np.ndarray, b: np.ndarray, s: np.ndarray, act: s
     """(dh, dbias or None) for the registry's `matmul_act_backward`: dh = act's backward of the
     product a @ b (2-D float32) with s, dbias = dh summed over rows. None where library.c cannot
     take it (dtype, layout, a product too small to be worth it)."""
-    if a.dtype != np.float32 or b.dtype != np.float32 or s.dtype != np.float32 or a.ndim != 2 or b.ndim != 2:
+    p = _product_2d(a, b)
+    if p is None or s.dtype != np.float32 or s.size != p[0] * p[1]:
         return None
-    (M, K), N = a.shape, b.shape[1]
-    if M * N * K < NUMPY_MATMUL or not M or not N or not K or b.shape[0] != K or s.size != M * N:
-        return None
-    sa, sb = _mat_strides(a), _mat_strides(b)
-    if sa is None or sb is None:
-        return None
+    M, N, K, sa, sb = p
     s = np.ascontiguousarray(s).reshape(M, N)
     dh = np.empty((M, N), np.float32)
     dbias = np.empty(N, np.float32) if with_sum else None

@@ -18,6 +18,7 @@ from . import library
 from .graph import AttrRef, Ref, _leaves
 from .kernel_ir import contiguous_strides
 from .optim_kernels import run_optimizer_step
+from .passes.copies import key_region
 from .passes.memory import assign_buffers
 from .trace import InputGetter
 
@@ -228,10 +229,10 @@ def assemble_in_place_step(graph, n, copy_step):
     dtype = graph.values[out].dtype.np
     itemsize = np.dtype(dtype).itemsize
     contiguous = tuple(s * itemsize for s in contiguous_strides(shape))
-    # where each key's box sits in a row-major array of `shape`: offsets and strides, no memory touched
-    fake = np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=shape, strides=contiguous, writeable=False)
-    base = fake.__array_interface__["data"][0]
-    boxes = [(fake[k].__array_interface__["data"][0] - base, fake[k].shape, fake[k].strides) for k in keys]
+    boxes = []  # where each key's box sits in a row-major array of `shape`: byte offset, shape, strides
+    for key in keys:
+        box, offset = key_region(shape, key)
+        boxes.append((offset * itemsize, box.shape, tuple(s * itemsize for s in box.strides)))
     nbytes = int(np.prod(shape)) * itemsize
     ins = list(n.inputs)
     stats = copy_step.stats  # the kernel's calls and fallbacks, and the calls that copied nothing

@@ -16,7 +16,7 @@ from ...ops.indexing import _view_as
 from ..kernel_ir import Arg, Kernel, Piece, Scatter, contiguous_strides
 
 
-def _region(shape, key):
+def key_region(shape, key):
     """out[key] for a row-major `out` of `shape`, on a stand-in whose byte strides are element
     strides (never read), and its element offset in `out`."""
     base = np.empty(1, np.uint8)
@@ -58,7 +58,7 @@ def lower_copy(graph, grp, name: str, made) -> Kernel | None:
             return None
         if 0 in v.shape:
             continue
-        r, off = _region(out.shape, key)
+        r, off = key_region(out.shape, key)
         view = r if r.shape == v.shape else _view_as(np, r, v.shape)
         if view is None:
             return None
@@ -66,7 +66,7 @@ def lower_copy(graph, grp, name: str, made) -> Kernel | None:
         k.args.append(Arg(vid, v.dtype, src))
         pieces.append(Piece(v.shape, len(k.args) - 1, src, -1, view.strides, off))
     for gap in n.attrs["gaps"]:
-        r, off = _region(out.shape, gap)
+        r, off = key_region(out.shape, gap)
         pieces.append(Piece(r.shape, None, (0,) * r.ndim, -1, r.strides, off))
     cs = contiguous_strides(out.shape)
     k.args.append(Arg(n.outs[0], out.dtype, cs, output=True))
