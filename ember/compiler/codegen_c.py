@@ -273,6 +273,8 @@ def render_kernel(k: Kernel) -> str:
             lines += _copy_piece(p, total >= PARALLEL_MIN)
     elif k.scatter is not None:
         lines += _scatter_add(k)
+    elif k.gather is not None:
+        lines += _gather_rows(k)
     elif k.reduce is None:
         for d in range(nd):
             ind = "  " * (d + 1)
@@ -420,6 +422,40 @@ def _scatter_add(k: Kernel) -> list:
     src = " + ".join(["go"] + [f"j{d} * {s}" for d, s in enumerate(sc.g_row_strides)])
     lines.append(f"{'  ' * (ni + nr + 1)}a2[{dst}] += a0[{src}];")
     for d in reversed(range(ni + nr)):
+        lines.append("  " * (d + 1) + "}")
+    return lines
+
+
+def _gather_rows(k: Kernel) -> list:
+    """out[i, :] = table[idx[i], :] for every index position i, in parallel over positions (a
+    negative index counts from the end; a guard has checked the range)."""
+    ga = k.gather
+    n = math.prod(ga.idx_dims)
+    row_size = math.prod(ga.row_dims)
+    lines = []
+    if n * row_size >= PARALLEL_MIN:
+        lines.append("  #pragma omp parallel for")
+    lines.append(f"  for (i64 p = 0; p < {n}; p++) {{")
+    # the index position's offset in a1 from its row-major number p
+    terms, rest = [], "p"
+    for d in reversed(range(len(ga.idx_dims))):
+        size, st = ga.idx_dims[d], ga.idx_strides[d]
+        if st:
+            terms.append(f"(({rest}) % {size}) * {st}" if d else f"({rest}) * {st}")
+        rest = f"({rest}) / {size}"
+    lines += [f"    i64 r = (i64)a1[{' + '.join(terms) or '0'}];",
+              f"    if (r < 0) r += {ga.n_rows};",
+              f"    const {CTYPES[k.args[0].dtype]} *src = a0 + r * {ga.table_stride0};",
+              f"    {CTYPES[k.args[2].dtype]} *dst = a2 + p * {row_size};"]
+    nr = len(ga.row_dims)
+    for d in range(nr):
+        if d == nr - 1:
+            lines.append(f"{'  ' * (d + 2)}#pragma omp simd")
+        lines.append(f"{'  ' * (d + 2)}for (i64 j{d} = 0; j{d} < {ga.row_dims[d]}; j{d}++) {{")
+    dst = " + ".join(f"j{d} * {s}" for d, s in enumerate(ga.out_row_strides))
+    src = " + ".join(f"j{d} * {s}" for d, s in enumerate(ga.table_row_strides)) or "0"
+    lines.append(f"{'  ' * (nr + 2)}dst[{dst}] = src[{src}];")
+    for d in reversed(range(nr + 1)):
         lines.append("  " * (d + 1) + "}")
     return lines
 

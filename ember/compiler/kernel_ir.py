@@ -5,7 +5,8 @@ stride per loop (0 where it broadcasts), a list of scalar temporaries computed p
 (`lets`, expression trees over loads, constants and op names), stores of temporaries to
 outputs, and optionally a reduction of one temporary over the inner `dims[n_outer:]`. A copy
 kernel (assemble_slices) is instead a list of Pieces: loop nests copying inputs into boxes of
-its output; a scatter-add kernel (index_add_into) a Scatter. A row kernel is a list of phases,
+its output; a scatter-add kernel (index_add_into) a Scatter; a row-gather kernel (`table[idx]`,
+embedding lookups) a Gather. A row kernel is a list of phases,
 Kernels over the same outer loops run one after another for each outer point (layer norm's mean,
 then its variance, then the normalised output, for each row while it is in cache).
 codegen_c.py renders it as C; an OpenCL or CUDA renderer would read the same structure.
@@ -66,6 +67,7 @@ class Kernel:
     epi_stores: list = field(default_factory=list)  # (arg index, epilogue index)
     pieces: list = field(default_factory=list)  # copy kernels: Piece loop nests, run one after another
     scatter: Scatter | None = None  # a scatter-add kernel (args: gradient, index, output)
+    gather: Gather | None = None  # a row-gather kernel (args: table, index, output)
     phases: list = field(default_factory=list)  # a row kernel: Kernels run in turn for each outer point
 
     def bytes_moved(self) -> int:
@@ -85,8 +87,28 @@ class Kernel:
             n = math.prod(self.scatter.idx_dims)
             return (n * math.prod(self.scatter.row_dims) * g.dtype.itemsize + n * idx.dtype.itemsize
                     + math.prod(self.dims) * out.dtype.itemsize)
+        if self.gather is not None:  # each picked row read once, the index, the output
+            table, idx, out = self.args
+            n = math.prod(self.gather.idx_dims)
+            return n * idx.dtype.itemsize + 2 * math.prod(self.dims) * out.dtype.itemsize
         return sum(math.prod(d for d, s in zip(self.dims, a.strides) if s != 0) * a.dtype.itemsize
                    for a in self.args)
+
+
+@dataclass
+class Gather:
+    """A row-gather kernel: for every index position i (row-major over `idx_dims`),
+    `out[i, :] = table[idx[i], :]` (rows of `n_rows`; a negative index counts from the end). The
+    caller guarantees the indices are in range (a guard checks them first). args[0] is the table,
+    args[1] the index, args[2] the contiguous output; element strides."""
+
+    idx_dims: tuple
+    idx_strides: tuple
+    n_rows: int
+    row_dims: tuple
+    table_row_strides: tuple
+    table_stride0: int  # elements between consecutive table rows
+    out_row_strides: tuple
 
 
 @dataclass

@@ -43,6 +43,13 @@ def _ptr(a) -> int:
     return a.__array_interface__["data"][0]
 
 
+def _basic_key(key) -> bool:
+    """Whether a getitem key has only slices, ints, None and Ellipsis (NumPy then returns a view)."""
+    parts = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (int, slice)) and not isinstance(k, bool)
+               for k in parts)
+
+
 def op_step(graph, n, same_buffer=frozenset()):
     """A closure running node `n` through its registry kernel, as `apply` does. A view op whose input
     is in `same_buffer` (the same buffer every call: a parameter, a buffer kept between calls)
@@ -83,6 +90,13 @@ def op_step(graph, n, same_buffer=frozenset()):
         def permute(env):
             env[o0] = env[i0].transpose(dims)
         return permute
+    if n.name == "getitem" and not n_refs and not low and _basic_key(static["key"]) and \
+            graph.values[o0].shape:  # a basic key that keeps a dim: the slice is a view, as eager's
+        i0, key = ins[0], static["key"]
+
+        def getitem(env):
+            env[o0] = env[i0][key]
+        return getitem
 
     def step(env):
         attrs = {k: resolve(a, env) for k, a in static.items()} if n_refs else static

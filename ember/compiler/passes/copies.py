@@ -6,6 +6,8 @@ own (`Kernel.pieces`, `Kernel.scatter`) so their outputs get planned buffers and
 - `index_add_into` with one integer index array (`x[idx]`'s backward, embedding gradients):
   zeros, then each row of the gradient added into the row its index names, in index order, as
   NumPy's `add.at` does (so the sums round the same).
+- `getitem` with one integer index array whose values a guard has checked (embedding lookups):
+  each picked row copied into the output.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ops.indexing import _view_as
-from ..kernel_ir import Arg, Kernel, Piece, Scatter, contiguous_strides
+from ..kernel_ir import Arg, Gather, Kernel, Piece, Scatter, contiguous_strides
 
 
 def key_region(shape, key):
@@ -95,4 +97,25 @@ def lower_scatter(graph, grp, name: str, made) -> Kernel | None:
     k.scatter = Scatter(idx.shape, k.args[1].strides, g_el[:ni], out.shape[0], row.dims, row.src_strides,
                         row.dst_strides)
     made[n.outs[0]] = tuple(s * out.dtype.itemsize for s in contiguous_strides(out.shape))
+    return k
+
+
+def lower_gather(graph, grp, name: str, made) -> Kernel | None:
+    """getitem(table, key=(idx,)): out[i] = table[idx[i]] for every index position i. None when a
+    layout is unknown: the registry kernel runs it then."""
+    n = graph.nodes[grp.members[0]]
+    table, idx, out = (graph.values[v] for v in (n.inputs[0], n.inputs[-1], n.outs[0]))
+    ts, ixs = made.get(table.id, table.strides), made.get(idx.id, idx.strides)
+    if ts is None or ixs is None or 0 in out.shape:
+        return None
+    t_el = tuple(s // table.dtype.itemsize for s in ts)
+    cs = contiguous_strides(out.shape)
+    k = Kernel(name, out.shape, len(out.shape), nodes=[grp.members[0]])
+    k.args = [Arg(table.id, table.dtype, t_el), Arg(idx.id, idx.dtype, tuple(s // idx.dtype.itemsize for s in ixs)),
+              Arg(n.outs[0], out.dtype, cs, output=True)]
+    ni = len(idx.shape)
+    row = _coalesce_piece(Piece(table.shape[1:] or (1,), 0, t_el[1:] or (0,), 2, cs[ni:] or (0,), 0))
+    k.gather = Gather(idx.shape, k.args[1].strides, table.shape[0], row.dims, row.src_strides, t_el[0],
+                      row.dst_strides)
+    made[n.outs[0]] = tuple(s * out.dtype.itemsize for s in cs)
     return k

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from ... import dtype as dt
 from ..graph import AttrRef
 from ..kernel_ir import CTYPES, POINTWISE, REDUCTIONS, Arg, Kernel, broadcast_strides, coalesce, contiguous_strides
-from .copies import lower_copy, lower_scatter
+from .copies import lower_copy, lower_gather, lower_scatter
+from .onehot import index_guards
 from .remat import rematerialize
 
 
@@ -50,9 +51,11 @@ def _fusable(graph, n) -> str | None:
         return None
     if 0 in out.shape:
         return None
-    if n.name == "index_add_into":  # x[idx]'s backward, one integer index array: a scatter-add kernel
-        idx = graph.values[n.inputs[-1]]
+    if n.name in ("index_add_into", "getitem"):  # x[idx] (its range guarded) and its backward, one
+        idx = graph.values[n.inputs[-1]]     # integer index array: a gather or scatter-add kernel
         ok = n.n_attr_inputs == 1 and n.attrs["key"] == (AttrRef(0),) and idx.dtype.category == 1
+        if ok and n.name == "getitem":
+            ok = getattr(graph, "_index_guards", {}).get(n.inputs[-1]) == graph.values[n.inputs[0]].shape[0]
         return "copy" if ok else None
     if n.n_attr_inputs:
         return None
@@ -72,7 +75,7 @@ def _fusable(graph, n) -> str | None:
     return "pointwise"
 
 
-COPIES = ("assemble_slices", "index_add_into")  # kernels of their own (passes/copies.py)
+COPIES = {"assemble_slices": lower_copy, "index_add_into": lower_scatter, "getitem": lower_gather}  # (copies.py)
 # merge adjacent row-wise groups into row kernels (False: one kernel per group, to compare)
 ROW_KERNELS = True
 
@@ -102,6 +105,7 @@ def fuse(graph) -> tuple[list, list]:
     """Returns (groups, schedule): schedule items are ("node", i) or ("group", g) in run order.
     First copies cheap values next to their post-reduction readers (passes/remat.py)."""
     rematerialize(graph)
+    graph._index_guards = index_guards(graph)
     producer = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
     groups: list[Group] = []
     group_of: dict = {}
@@ -116,6 +120,10 @@ def fuse(graph) -> tuple[list, list]:
             epi = [g for g in in_groups if groups[g].open and groups[g].reduce is not None
                    and groups[g].out_shape == shape and _epilogue_ok(graph, groups[g], n, producer)]
             target = max(cands + epi) if cands + epi else None
+            if target in cands:  # other open elementwise groups it reads join it: no one outside read
+                for g in cands:  # them yet, so they may run later, at this group's position
+                    if g != target:
+                        _absorb(groups, group_of, schedule, target, g)
             for g in in_groups:
                 if g != target:
                     groups[g].open = False
@@ -163,6 +171,17 @@ def fuse(graph) -> tuple[list, list]:
                     g.open = False
             schedule.append(("node", i))
     return groups, (_merge_rows(graph, groups, schedule) if ROW_KERNELS else schedule)
+
+
+def _absorb(groups: list, group_of: dict, schedule: list, target: int, g: int) -> None:
+    """Move open elementwise group g's nodes into group target (both over one shape); g is left
+    empty and unscheduled."""
+    src = groups[g]
+    groups[target].members = sorted(groups[target].members + src.members)
+    for i in src.members:
+        group_of[i] = target
+    src.members, src.open = [], False
+    schedule.remove(("group", g))
 
 
 def _row_split(graph, grp: Group):
@@ -230,7 +249,7 @@ def lower(graph, groups: list, schedule: list) -> tuple[list, dict]:
                     lowered.append(("group", gi))
                 continue
         elif first.name in COPIES:
-            k = (lower_copy if first.name == "assemble_slices" else lower_scatter)(graph, grp, f"k{item[1]}", made)
+            k = COPIES[first.name](graph, grp, f"k{item[1]}", made)
             if k is None:  # an input layout the loop nests cannot express: the registry kernel runs it
                 lowered.append(("node", grp.members[0]))
                 continue

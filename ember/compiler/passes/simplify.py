@@ -13,6 +13,7 @@ from ..kernel_ir import POINTWISE
 from .assemble import assemble_slices
 from .cse_dce import rename
 from .epilogue import matmul_act_backward, matmul_bias, matmul_bias_act
+from .onehot import onehot
 
 
 def _const_value(graph: Graph, vid: int):
@@ -86,6 +87,8 @@ RULES = [
 
 
 EXPAND_REASON = "an expand read only by elementwise ops that broadcast anyway is dropped"
+ONEHOT_REASON = ("a gather (or scatter_add) of one index per row is a one-hot select and sum (add), which fuse "
+                 "with the ops around them")
 ASSEMBLE_REASON = "a sum of index_add_into of disjoint slices is one assemble_slices"
 EPILOGUE_REASON = "matmul then a bias add is one matmul_bias (the bias is the product's epilogue)"
 ACT_REASON = "an activation of a matmul_bias is its epilogue (matmul_bias_act)"
@@ -119,8 +122,9 @@ def fold_expands(graph: Graph) -> int:
 
 
 def simplify(graph: Graph) -> list:
-    """Apply RULES once over the graph, then the slice-assembly rewrite (passes/assemble.py) and the
-    matmul bias epilogue (passes/epilogue.py); returns [(rule reason, node name)] for each rewrite."""
+    """Apply RULES once over the graph, then the one-hot gathers (passes/onehot.py), the slice-assembly
+    rewrite (passes/assemble.py) and the matmul epilogues (passes/epilogue.py); returns
+    [(rule reason, node name)] for each rewrite."""
     fired = []
     mapping: dict = {}
     graph._producer = {}
@@ -145,6 +149,7 @@ def simplify(graph: Graph) -> list:
     del graph._producer, graph._copy_sources
     rename(graph, mapping)
     fired += [(EXPAND_REASON, "expand")] * fold_expands(graph)
+    fired += [(ONEHOT_REASON, "gather")] * onehot(graph)
     fired += [(ASSEMBLE_REASON, "add")] * assemble_slices(graph)
     fired += [(EPILOGUE_REASON, "add")] * matmul_bias(graph)
     fired += [(ACT_REASON, "matmul_bias")] * matmul_bias_act(graph)

@@ -34,17 +34,24 @@ def _class_input(op: str, input: Tensor, target: Tensor):
     return input, target, unbatched
 
 
-def _pick(op: str, logp: Tensor, target: Tensor, weight, ignore_index: int):
-    """(-logp[target], per-element weight with ignored targets 0); logp (N, C, *), target (N, *)."""
+def _check_target(op: str, target: Tensor, C: int, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """(target with ignored entries set to class 0, the ignored mask); raises on an index outside
+    0..C-1 that is not ignore_index."""
     if target.dtype.category != 1:
         raise DTypeError(f"{op}: class-index target must be an integer tensor, got {target.dtype}")
-    C = logp.shape[1]
     ignored = target == ignore_index
     safe = target.masked_fill(ignored, 0)
     if safe.numel() and bool(((safe < 0) | (safe >= C)).any()):
         bad = int(safe.masked_fill((safe >= 0) & (safe < C), 0).abs().amax())
         raise IndexingError(f"{op}: target contains class index {bad} (or -{bad}), out of range for {C} "
                             f"classes (valid: 0..{C - 1}, or ignore_index={ignore_index})")
+    return safe, ignored
+
+
+def _pick(op: str, logp: Tensor, safe: Tensor, ignored: Tensor, weight) -> tuple[Tensor, Tensor]:
+    """(-logp[target], per-element weight with ignored targets 0); logp (N, C, *), safe and ignored
+    (N, *) from _check_target."""
+    C = logp.shape[1]
     picked = logp.gather(1, safe.unsqueeze(1)).squeeze(1)
     w = (~ignored).to(logp.dtype)
     if weight is not None:
@@ -69,7 +76,8 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     (or unbatched (C,) and ()); reduction 'none' gives (N, *)."""
     reduction = check_reduction(legacy_reduction(size_average, reduce, reduction), "nll_loss")
     x, t, unbatched = _class_input("nll_loss", input, target)
-    nll, w = _pick("nll_loss", x, t, weight, ignore_index)
+    safe, ignored = _check_target("nll_loss", t, x.shape[1], ignore_index)
+    nll, w = _pick("nll_loss", x, safe, ignored, weight)
     out = _weighted_reduce(nll * w, w, reduction)
     return out.squeeze(0) if unbatched and reduction == "none" else out
 
@@ -85,6 +93,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     x, t, unbatched = _class_input("cross_entropy", input, target)
     C = x.shape[1]
+    if not t.dtype.is_floating_point:  # checked first: the pick then fuses into log-softmax's kernel
+        safe, ignored = _check_target("cross_entropy", t, C, ignore_index)
     logp = _nnops.log_softmax(x, 1)
     wshape = (1, C) + (1,) * (x.ndim - 2)
     if t.dtype.is_floating_point:
@@ -96,7 +106,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
         else:
             out = -prod.sum() if reduction == "sum" else -prod.sum(1)
         return out.squeeze(0) if unbatched and reduction == "none" else out
-    nll, w = _pick("cross_entropy", logp, t, weight, ignore_index)
+    nll, w = _pick("cross_entropy", logp, safe, ignored, weight)
     out = _weighted_reduce(nll * w, w, reduction)
     if label_smoothing > 0:
         # torch: the smoothing term is -sum_c weight_c logp_c, zero at ignored targets, with the
