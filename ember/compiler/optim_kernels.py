@@ -57,16 +57,21 @@ void ember_adam_all_f32(i64 nt, float **p, float **g, float **m, float **v, cons
   _Pragma("omp parallel for schedule(dynamic)")
   for (i64 c = 0; c < starts[nt]; c++) {
     i64 lo, hi, t = chunk_range(c, starts, n, &lo, &hi);
+    /* the scalars in locals: read through pointers inside the loop, GCC must assume the stores
+       change them, and the loop stays scalar (1.1 ms -> 0.5 ms for W3's AdamW step) */
     const float *s = sc + 8 * t;  /* b1, 1-b1, b2, 1-b2, c1, c2, shrink, wd */
-    float *pp = p[t], *mm = m[t], *vv = v[t];
-    const float *gg = g[t];
+    const float b1 = s[0], omb1 = s[1], b2 = s[2], omb2 = s[3], c1 = s[4], c2 = s[5], shrink = s[6], wd = s[7];
+    const int md = mode[t], up = update_p[t];
+    float *restrict pp = p[t], *restrict mm = m[t], *restrict vv = v[t];
+    const float *restrict gg = g[t];
+    _Pragma("omp simd")  /* and sqrtf then vectorises (without it GCC keeps the libm call: errno) */
     for (i64 i = lo; i < hi; i++) {
       float pi = pp[i], gi = gg[i];
-      if (mode[t] == 2) pi = pi * s[6]; else if (mode[t] == 1) gi = gi + pi * s[7];
-      float mi = mm[i] * s[0] + gi * s[1];
-      float vi = vv[i] * s[2] + gi * gi * s[3];
+      if (md == 2) pi = pi * shrink; else if (md == 1) gi = gi + pi * wd;
+      float mi = mm[i] * b1 + gi * omb1;
+      float vi = vv[i] * b2 + gi * gi * omb2;
       mm[i] = mi; vv[i] = vi;
-      if (update_p[t]) pi = pi - mi / (sqrtf(vi) * s[4] + s[5]);
+      if (up) pi = pi - mi / (sqrtf(vi) * c1 + c2);
       pp[i] = pi;
     }
   }
@@ -98,19 +103,21 @@ void ember_sgd_all_f32(i64 nt, float **p, float **g, float **buf, const i64 *n, 
   _Pragma("omp parallel for schedule(dynamic)")
   for (i64 c = 0; c < starts[nt]; c++) {
     i64 lo, hi, t = chunk_range(c, starts, n, &lo, &hi);
-    const float *s = sc + 4 * t;
+    const float lr = sc[4 * t], wd = sc[4 * t + 1], mom = sc[4 * t + 2], omdamp = sc[4 * t + 3];
     const int *f = fl + 6 * t;
-    float *pp = p[t], *bb = buf[t];
-    const float *gg = g[t];
+    const int has_wd = f[0], has_mom = f[1], first = f[2], damp = f[3], nesterov = f[4], maximize = f[5];
+    float *restrict pp = p[t], *restrict bb = buf[t];
+    const float *restrict gg = g[t];
+    _Pragma("omp simd")
     for (i64 i = lo; i < hi; i++) {
-      float gi = f[5] ? -gg[i] : gg[i];
-      if (f[0]) gi = gi + pp[i] * s[1];
-      if (f[1]) {
-        float b = f[2] ? gi : bb[i] * s[2] + (f[3] ? gi * s[3] : gi);
+      float gi = maximize ? -gg[i] : gg[i];
+      if (has_wd) gi = gi + pp[i] * wd;
+      if (has_mom) {
+        float b = first ? gi : bb[i] * mom + (damp ? gi * omdamp : gi);
         bb[i] = b;
-        gi = f[4] ? gi + b * s[2] : b;
+        gi = nesterov ? gi + b * mom : b;
       }
-      pp[i] = pp[i] - gi * s[0];
+      pp[i] = pp[i] - gi * lr;
     }
   }
 }
