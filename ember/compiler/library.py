@@ -283,10 +283,12 @@ def matmul(lib, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, ac
 ACTIVATION_GRAD_CODES = {"relu": 1, "gelu_tanh": 2, "gelu": 3, "tanh": 4, "sigmoid": 5}
 
 
-def matmul_act_backward(lib, a: np.ndarray, b: np.ndarray, s: np.ndarray, act: str, with_sum: bool):
+def matmul_act_backward(lib, a: np.ndarray, b: np.ndarray, s: np.ndarray, act: str, with_sum: bool,
+                        b_addr: _c_void_p | None = None):
     """(dh, dbias or None) for the registry's `matmul_act_backward`: dh = act's backward of the
     product a @ b (2-D float32) with s, dbias = dh summed over rows. None where library.c cannot
-    take it (dtype, layout, a product too small to be worth it)."""
+    take it (dtype, layout, a product too small to be worth it). `b_addr`: b's address where the
+    caller knows it (a step's _Addresses remembers a weight's)."""
     p = _product_2d(a, b)
     if p is None or s.dtype != np.float32 or s.size != p[0] * p[1]:
         return None
@@ -294,7 +296,8 @@ def matmul_act_backward(lib, a: np.ndarray, b: np.ndarray, s: np.ndarray, act: s
     s = np.ascontiguousarray(s).reshape(M, N)
     dh = np.empty((M, N), np.float32)
     dbias = np.empty(N, np.float32) if with_sum else None
-    lib.ember_matmul_act_backward(_i64(M), _i64(N), _i64(K), _ptr(a), _i64(sa[0]), _i64(sa[1]), _ptr(b),
+    lib.ember_matmul_act_backward(_i64(M), _i64(N), _i64(K), _ptr(a), _i64(sa[0]), _i64(sa[1]),
+                                  _ptr(b) if b_addr is None else b_addr,
                                   _i64(sb[0]), _i64(sb[1]), _ptr(s), _ptr(dh),
                                   _ptr(dbias) if with_sum else _NULL, _i64(SMALL_MATMUL),
                                   ctypes.c_int(ACTIVATION_GRAD_CODES[act]))
@@ -331,10 +334,11 @@ def sdpa_forward(lib, q, k, v, scale: float, causal: bool):
     return out, P
 
 
-def sdpa_backward(lib, g, q, k, v, P, scale: float, causal: bool = False):
+def sdpa_backward(lib, g, q, k, v, P, scale: float, causal: bool = False, with_sum: bool = False):
     """(3, B, H, L, E) gradients of q, k, v laid out (B, L, 3, H, E): the gradient of a fused qkv
-    projection, which the compiled plan then hands out without assembling it (runtime.py); None if
-    not applicable (needs L == S, E == Ev)."""
+    projection, which the compiled plan then hands out without assembling it (runtime.py); with
+    `with_sum` the pair (gradients, their sum over B and L laid out (3, H, E): that projection's bias
+    gradient). None if not applicable (needs L == S, E == Ev)."""
     arrs = [g, q, k, v]
     st = [_strides4(a) for a in arrs]
     if any(s is None for s in st) or len({a.shape for a in arrs}) != 1 or P.dtype != np.float32:
@@ -344,9 +348,11 @@ def sdpa_backward(lib, g, q, k, v, P, scale: float, causal: bool = False):
         return None
     P = np.ascontiguousarray(P)
     grads = np.empty((B, L, 3, H, E), np.float32).transpose(2, 0, 3, 1, 4)
+    dbias = np.empty((3, H, E), np.float32) if with_sum else None
     lib.ember_sdpa_bwd(_i64(B), _i64(H), _i64(L), _i64(E), _ptr(g), st[0], _ptr(q), st[1], _ptr(k), st[2],
-                       _ptr(v), st[3], _ptr(P), ctypes.c_float(scale), ctypes.c_int(int(causal)), _ptr(grads))
-    return grads
+                       _ptr(v), st[3], _ptr(P), ctypes.c_float(scale), ctypes.c_int(int(causal)), _ptr(grads),
+                       _ptr(dbias) if with_sum else _NULL)
+    return (grads, dbias) if with_sum else grads
 
 
 def _geometry(size, k, d, pad, s):
@@ -423,24 +429,66 @@ def max_pool2d_backward(lib, g: np.ndarray, arg: np.ndarray, input_hw, kernel, d
     return out[:, pt:pt + H, pl:pl + W, :].transpose(0, 3, 1, 2)
 
 
-def step(graph, n, lib, fallback):
+class _Addresses:
+    """Operand addresses for a library call site. Reading an array's address costs about a
+    microsecond of Python, a few per product; an operand that is the very same array as last call
+    (a parameter, or the cached transposed view of one) reuses the address it had. Only operands
+    in `stable` are remembered: holding on to an activation would keep it alive between calls."""
+
+    def __init__(self, ids, stable):
+        self.keep = {vid: [None, None] for vid in ids if vid in stable}
+
+    def __call__(self, vid, x) -> _c_void_p:
+        last = self.keep.get(vid)
+        if last is None:
+            return _c_void_p(x.__array_interface__["data"][0])
+        if last[0] is not x:
+            last[0], last[1] = x, _c_void_p(x.__array_interface__["data"][0])
+        return last[1]
+
+
+def step(graph, n, lib, fallback, stable=frozenset()):
     """A runtime closure for node `n` (matmul, sdpa, sdpa_backward) through library.c, using
-    `fallback` (the registry's NumPy kernel) for any call whose dtype or layout it cannot take."""
+    `fallback` (the registry's NumPy kernel) for any call whose dtype or layout it cannot take.
+    `stable`: value ids whose buffer is the same array every call (see _Addresses)."""
     ins, outs = list(n.inputs), list(n.outs)
     if graph.values[outs[0]].dtype.np != np.float32:
         return fallback
     o0 = outs[0]
+    addr = _Addresses(ins, stable)
     if n.name in ("matmul", "matmul_bias", "matmul_bias_act"):
         a_id, b_id = ins[:2]
         bias_id = ins[2] if len(ins) > 2 else None
         act = n.attrs.get("act")
         o1 = outs[1] if act else None
+        code = ctypes.c_int(ACTIVATION_CODES[act])
+        last = [None, None]  # the 2-D operand layout of the last call and the integer arguments for it
 
         def run_matmul(env):
+            a, b = env[a_id], env[b_id]
             bias = env[bias_id] if bias_id is not None else None
             if bias is not None and (bias.dtype != np.float32 or not bias.flags.c_contiguous):
                 return fallback(env)
-            r = matmul(lib, env[a_id], env[b_id], bias, act)
+            if a.ndim == 2 and b.ndim == 2:  # the common case: the call's integers built once
+                layout = (a.shape, a.strides, b.shape, b.strides, a.dtype, b.dtype)
+                if layout != last[0]:
+                    p = _product_2d(a, b)
+                    last[0], last[1] = layout, (None if p is None else (
+                        p[0], p[1], tuple(_i64(v) for v in p[:3]), (_i64(p[3][0]), _i64(p[3][1])),
+                        (_i64(p[4][0]), _i64(p[4][1]))))
+                if last[1] is not None:
+                    M, N, mnk, sa, sb = last[1]
+                    out = np.empty((M, N), np.float32)
+                    y = np.empty((M, N), np.float32) if act else None
+                    lib.ember_matmul(_ONE, _ONE, *mnk, addr(a_id, a), _ZERO, _ZERO, *sa, addr(b_id, b), _ZERO,
+                                     _ZERO, *sb, _ptr(out), addr(bias_id, bias) if bias is not None else _NULL,
+                                     _i64(SMALL_MATMUL), code, _ptr(y) if act else _NULL)
+                    if act:
+                        env[o0], env[o1] = y, out
+                    else:
+                        env[o0] = out
+                    return
+            r = matmul(lib, a, b, bias, act)
             if r is None:
                 return fallback(env)
             if act:
@@ -453,7 +501,8 @@ def step(graph, n, lib, fallback):
         act, o1 = n.attrs["act"], (outs[1] if len(outs) > 1 else None)
 
         def run_matmul_act_backward(env):
-            r = matmul_act_backward(lib, env[a_id], env[b_id], env[s_id], act, o1 is not None)
+            b = env[b_id]
+            r = matmul_act_backward(lib, env[a_id], b, env[s_id], act, o1 is not None, addr(b_id, b))
             if r is None:
                 return fallback(env)
             env[o0] = r[0]
@@ -472,15 +521,17 @@ def step(graph, n, lib, fallback):
                 return fallback(env)
             env[o0], env[o1] = (np.ascontiguousarray(r[0]), r[1]) if returned else r
         return run_sdpa
-    if n.name == "sdpa_backward":
+    if n.name in ("sdpa_backward", "sdpa_backward_sum"):
         scale, causal = n.attrs["scale"], n.attrs["causal"]
-
+        o1 = outs[1] if n.name == "sdpa_backward_sum" else None
         returned = o0 in graph.roots()
 
         def run_sdpa_backward(env):
-            r = sdpa_backward(lib, *(env[i] for i in ins), scale, causal)
+            r = sdpa_backward(lib, *(env[i] for i in ins), scale, causal, o1 is not None)
             if r is None:
                 return fallback(env)
+            if o1 is not None:
+                r, env[o1] = r
             env[o0] = np.ascontiguousarray(r) if returned else r
         return run_sdpa_backward
     if n.name in ("unfold", "fold"):
@@ -514,4 +565,5 @@ def step(graph, n, lib, fallback):
 
 
 LIBRARY_OPS = ("matmul", "matmul_bias", "matmul_bias_act", "matmul_act_backward", "sdpa", "sdpa_backward",
+               "sdpa_backward_sum",
                "unfold", "fold", "max_pool2d", "max_pool2d_backward")

@@ -319,6 +319,9 @@ class Plan:
         # values that are the very same buffer on every call: parameters and constants, buffers kept
         # between calls (views of them need not be rebuilt)
         same_buffer = set(persistent) | {vid for vid, g in graph.externals.items() if not isinstance(g, InputGetter)}
+        # ... and the views of them that op_step's _view_step hands back unchanged every call
+        views_kept = same_buffer | {n.outs[0] for n in graph.nodes if n.kind != "special" and n.op.view and
+                                    not n.n_attr_inputs and len(n.inputs) == 1 and n.inputs[0] in same_buffer}
         blas = None  # matmul and attention kernels (library.c), built when the graph has such ops
         if lib is not None and any(graph.nodes[i].name in library.LIBRARY_OPS for k, i in schedule if k == "node"):
             blas = library.load()
@@ -341,7 +344,7 @@ class Plan:
                 if n.kind == "special":
                     self.steps.append(special_step(graph, n, lib))
                 elif blas is not None and n.name in library.LIBRARY_OPS and not n.n_attr_inputs:
-                    self.steps.append(library.step(graph, n, blas, op_step(graph, n)))
+                    self.steps.append(library.step(graph, n, blas, op_step(graph, n), views_kept))
                 else:
                     self.steps.append(op_step(graph, n, same_buffer))
         self.n_values = len(graph.values)

@@ -93,6 +93,27 @@ class ScaledDotProductAttentionBackward(Op):
         return 8 * math.prod(q.shape[:-1]) * k.shape[-2] * q.shape[-1]
 
 
+@register("sdpa_backward_sum", OPAQUE)
+class ScaledDotProductAttentionBackwardSum(Op):
+    """(grads, bias gradient): sdpa_backward's (3, B, H, L, E) gradients and their sum over B and L,
+    laid out (3, H, E): the bias gradient of the fused qkv projection those gradients flow into.
+    Only the compiler makes it (passes/epilogue.py), so the library kernel sums each head's rows
+    while they are in cache instead of a column sum reading the whole gradient again."""
+
+    saves = True
+    differentiable = False
+
+    def shape(g, q, k, v, p, scale, causal):
+        return (3,) + q.shape
+
+    def forward(xp, g, q, k, v, p, scale, causal):
+        out = ScaledDotProductAttentionBackward.forward(xp, g, q, k, v, p, scale, causal)
+        return out, out.sum(axis=(1, 3))
+
+    def flops(out_shape, g, q, k, v, p, scale, causal):
+        return 8 * math.prod(q.shape[:-1]) * k.shape[-2] * q.shape[-1] + math.prod(out_shape)
+
+
 def _differentiable_grads(g, q, k, v, scale, causal):
     """dq, dk, dv written with ember ops, so that they record a graph (second derivatives)."""
     from ..creation import ones

@@ -160,8 +160,8 @@ def test_fused_sgd_steps_equal_eager(kw):
 
 def test_attention_gradient_is_handed_out_without_assembling_it():
     """In a compiled GPT step the split of the qkv projection's gradient copies nothing: the fused
-    attention backward already wrote dq, dk, dv side by side (assemble_in_place_step), and the
-    step still equals eager."""
+    attention backward already wrote dq, dk, dv side by side (assemble_in_place_step) and summed
+    them into the projection's bias gradient, and the step still equals eager."""
     from ember.compiler import library
     if library.load() is None:
         pytest.skip("needs library.c (a C compiler and a BLAS)")
@@ -182,8 +182,11 @@ def test_attention_gradient_is_handed_out_without_assembling_it():
         losses = [float(fn(x, y)) for _ in range(3)]
         runs.append((losses, [p.detach().numpy().copy() for p in m.parameters()]))
         if compiled:
-            steps = [s for s in list(fn.entries.values())[0].plan.steps if hasattr(s, "copy_step")]
+            plan = list(fn.entries.values())[0].plan
+            steps = [s for s in plan.steps if hasattr(s, "copy_step")]
             assert len(steps) == 1 and steps[0].stats["in_place"] == 2 and steps[0].stats["calls"] == 0
+            # the qkv bias gradient comes out of the attention backward (passes/epilogue.py)
+            assert [n.name for n in plan.graph.nodes].count("sdpa_backward_sum") == 1
     assert _rel(runs[1][0], runs[0][0]) <= 1e-5
     for a, b in zip(runs[1][1], runs[0][1]):
         assert _rel(a, b) <= 1e-5

@@ -153,6 +153,14 @@ def _matches_the_eager_op(lib, q, k, v, scale, causal, rng):
                                                                       causal=causal)
         got = library.sdpa_backward(lib, g, q, k, v, p, scale, causal)
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+        # with the qkv bias gradient: the same gradients, and their sum over B and L as the op gives it
+        got2, dbias = library.sdpa_backward(lib, g, q, k, v, p, scale, causal, with_sum=True)
+        ref2, ref_sum = attention_ops.ScaledDotProductAttentionBackwardSum.forward(np, g, q, k, v, ref_p, scale=scale,
+                                                                                   causal=causal)
+        np.testing.assert_array_equal(got2, got)
+        assert dbias.shape == ref_sum.shape == (3, q.shape[1], q.shape[3])
+        np.testing.assert_allclose(dbias, ref_sum, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dbias, got.astype(np.float64).sum(axis=(1, 3)), rtol=1e-6, atol=1e-6)
 
 
 def _odd_attention_cases(rng):

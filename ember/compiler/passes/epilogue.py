@@ -161,3 +161,55 @@ def matmul_act_backward(graph: Graph) -> int:
         count += 1
     graph.nodes = [m for i, n in enumerate(graph.nodes) for m in replace.get(i, [n])]
     return count
+
+
+def _qkv_piece(graph: Graph, index: dict, vid: int):
+    """(G, j) if value `vid` is permute(G[j], (0, 2, 1, 3)) for an `sdpa_backward` output G: one of
+    dq, dk, dv seen as (B, L, H, E); else None."""
+    perm = graph.nodes[index[vid]] if vid in index else None
+    if perm is None or perm.name != "permute" or perm.n_attr_inputs or tuple(perm.attrs["dims"]) != (0, 2, 1, 3):
+        return None
+    item = graph.nodes[index[perm.inputs[0]]] if perm.inputs[0] in index else None
+    if item is None or item.name != "getitem" or item.n_attr_inputs or len(item.attrs["key"]) != 1 or \
+            not isinstance(item.attrs["key"][0], int) or item.inputs[0] not in index:
+        return None
+    src = graph.nodes[index[item.inputs[0]]]
+    return (item.inputs[0], item.attrs["key"][0]) if src.name == "sdpa_backward" else None
+
+
+def sdpa_backward_sum(graph: Graph) -> int:
+    """Fold the bias gradient of a fused qkv projection, `sum(dims=(0, 1))` of the (B, L, 3 * H * E)
+    gradient assembled from an `sdpa_backward`'s dq, dk and dv, into that node: one
+    `sdpa_backward_sum` whose second output is the sum laid out (3, H, E), which the library kernel
+    adds up per head while the rows are in cache. The sum node becomes a reshape of it. Returns how
+    many."""
+    index = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
+    vals, op, reshape, count = graph.values, REGISTRY["sdpa_backward_sum"], REGISTRY["reshape"], 0
+    replace: dict = {}
+    for i, n in enumerate(graph.nodes):
+        if n.name != "sum" or n.n_attr_inputs or n.attrs.get("keepdim") or n.inputs[0] not in index or \
+                tuple(n.attrs.get("dims") or ()) != (0, 1) or vals[n.outs[0]].dtype is not float32:
+            continue
+        asm = graph.nodes[index[n.inputs[0]]]
+        if asm.name != "assemble_slices" or asm.attrs["gaps"] or len(asm.inputs) != 3:
+            continue
+        pieces = [_qkv_piece(graph, index, v) for v in asm.inputs]
+        if any(p is None for p in pieces) or len({p[0] for p in pieces}) != 1:
+            continue
+        G = pieces[0][0]
+        _, B, H, L, E = vals[G].shape
+        whole = slice(None)
+        if sorted(p[1] for p in pieces) != [0, 1, 2] or any(
+                tuple(key) != (whole, whole, slice(j * H * E, (j + 1) * H * E))
+                for (_, j), key in zip(pieces, asm.attrs["keys"])):
+            continue
+        j = index[G]
+        if j in replace:
+            continue
+        s = graph.new_value((3, H, E), float32, "node")
+        bwd = graph.nodes[j]
+        replace[j] = [Node(op, list(bwd.inputs), dict(bwd.attrs), [G, s])]
+        replace[i] = [Node(reshape, [s], {"shape": vals[n.outs[0]].shape}, list(n.outs))]
+        count += 1
+    graph.nodes = [m for i, n in enumerate(graph.nodes) for m in replace.get(i, [n])]
+    return count

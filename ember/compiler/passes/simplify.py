@@ -12,7 +12,7 @@ from ..graph import Graph, _leaves
 from ..kernel_ir import POINTWISE
 from .assemble import assemble_slices
 from .cse_dce import rename
-from .epilogue import matmul_act_backward, matmul_bias, matmul_bias_act
+from .epilogue import matmul_act_backward, matmul_bias, matmul_bias_act, sdpa_backward_sum
 from .onehot import onehot
 
 
@@ -92,6 +92,8 @@ ONEHOT_REASON = ("a gather (or scatter_add) of one index per row is a one-hot se
 ASSEMBLE_REASON = "a sum of index_add_into of disjoint slices is one assemble_slices"
 EPILOGUE_REASON = "matmul then a bias add is one matmul_bias (the bias is the product's epilogue)"
 ACT_REASON = "an activation of a matmul_bias is its epilogue (matmul_bias_act)"
+SDPA_SUM_REASON = ("the bias gradient of a fused qkv projection, summed from attention's dq, dk, dv, is computed "
+                   "by the attention backward (sdpa_backward_sum)")
 ACT_GRAD_REASON = ("an activation's backward of a matmul (and the bias gradient summed from it) is its epilogue "
                    "(matmul_act_backward)")
 
@@ -154,4 +156,5 @@ def simplify(graph: Graph) -> list:
     fired += [(EPILOGUE_REASON, "add")] * matmul_bias(graph)
     fired += [(ACT_REASON, "matmul_bias")] * matmul_bias_act(graph)
     fired += [(ACT_GRAD_REASON, "matmul")] * matmul_act_backward(graph)
+    fired += [(SDPA_SUM_REASON, "sum")] * sdpa_backward_sum(graph)
     return fired
