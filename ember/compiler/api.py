@@ -193,7 +193,8 @@ class CompiledFunction:
                 red = f", reduces ({k.reduce[0]}) over {k.dims[k.n_outer:]}" if k.reduce else ""
                 if k.phases:  # per outer point: each phase's reduction, or - for an elementwise one
                     red = (f", a row kernel over {k.dims[k.n_outer:]} per row: " +
-                           " | ".join(p.reduce[0] if p.reduce else "-" for p in k.phases))
+                           " | ".join((p.reduce[0] + (" of columns" if p.column else "")) if p.reduce else "-"
+                                      for p in k.phases))
                 out.append(f"  {k.name}: loops {k.dims}{red}, {len(k.nodes)} ops, moves {k.bytes_moved()} B "
                            f"(the same ops unfused: {_unfused_bytes(e.graph, k)} B)")
             s = rep["steps"]

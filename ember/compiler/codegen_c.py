@@ -242,20 +242,81 @@ def _outer_loops(k: Kernel) -> list:
     return lines
 
 
+def _column_phase_body(p: Kernel, ind: str, accs: str) -> list:
+    """A column phase's work for one row (outer point i0): its prologue over the row, each value
+    added into the row's column slot of the partial sums `accs` (doubles)."""
+    no, nd = p.n_outer, len(p.dims)
+    lines = []
+    for d in range(no, nd):
+        ind2 = ind + "  " * (d - no)
+        if d == nd - 1:
+            lines.append(f"{ind2}#pragma omp simd")
+        lines.append(f"{ind2}for (i64 i{d} = 0; i{d} < {p.dims[d]}; i{d}++) {{")
+    inner = ind + "  " * (nd - no)
+    lines += _offsets(p, range(nd), inner) + _lets(p, inner)
+    for ai, t in p.stores:
+        lines.append(f"{inner}a{ai}[o{ai}] = t{t};")
+    _, src, out, _ = p.reduce
+    lines.append(f"{inner}{accs}[o{out}] += t{src};")
+    for d in reversed(range(no, nd)):
+        lines.append(ind + "  " * (d - no) + "}")
+    return lines
+
+
 def _render_rows(k: Kernel) -> str:
     """A row kernel: its phases, one after another, inside the shared outer loops. Each phase sees
     its own arguments as a0, a1, ... (declared in its block), so a later phase reads what an earlier
-    one stored for the same row while the row is still in cache."""
-    lines = [f"void {k.name}(void **args) {{"] + _outer_loops(k)
-    ind = "  " * (k.n_outer + 1)
-    base = 0
+    one stored for the same row while the row is still in cache.
+
+    Column phases (sums over the rows) add each row into partial sums. The rows are then cut into
+    a fixed number of chunks (not one per thread), each with its own partials, added in chunk order
+    at the end: the same sums for any thread count, as _column_reduce does."""
+    cols = [i for i, p in enumerate(k.phases) if p.column]
+    widths = [math.prod(k.phases[i].dims[k.n_outer:]) for i in cols]
+    total = sum(widths)
+    lines = [f"void {k.name}(void **args) {{"]
+    if cols:  # one outer loop (fusion checks): chunks of it, in parallel
+        rows = k.dims[0]
+        nch = column_chunks(rows) if math.prod(k.dims) >= PARALLEL_MIN else 1
+        lines += [f"  double *part = (double *)calloc({nch * total}, sizeof(double));"]
+        if nch > 1:
+            lines.append("  #pragma omp parallel for schedule(static)")
+        lines += [f"  for (i64 c = 0; c < {nch}; c++) {{",
+                  f"    for (i64 i0 = c * {rows} / {nch}; i0 < (c + 1) * {rows} / {nch}; i0++) {{"]
+        ind = "      "
+    else:
+        lines += _outer_loops(k)
+        ind = "  " * (k.n_outer + 1)
+    base, bases = 0, []
     for i, p in enumerate(k.phases):
-        lines.append(f"{ind}{{  /* phase {i + 1} */")
-        lines += _decls(p, ind + "  ", base) + _row_body(p, ind + "  ")
+        bases.append(base)
+        lines.append(f"{ind}{{  /* phase {i + 1}{' (column sums)' if p.column else ''} */")
+        lines += _decls(p, ind + "  ", base)
+        if p.column:
+            off = sum(widths[:cols.index(i)])
+            lines += _column_phase_body(p, ind + "  ", f"(part + c * {total} + {off})")
+        else:
+            lines += _row_body(p, ind + "  ")
         lines.append(f"{ind}}}")
         base += len(p.args)
-    for d in reversed(range(k.n_outer)):
-        lines.append("  " * (d + 1) + "}")
+    if cols:
+        lines += ["    }", "  }"]
+        for i, w in zip(cols, widths):
+            p = k.phases[i]
+            out = p.args[p.reduce[2]]
+            off = sum(widths[:cols.index(i)])
+            lines += [f"  {{  /* phase {i + 1}: partials added in chunk order */",
+                      f"    {CTYPES[out.dtype]} *restrict dst = ({CTYPES[out.dtype]} *)args[{bases[i] + p.reduce[2]}];",
+                      f"    for (i64 j = 0; j < {w}; j++) {{",
+                      f"      double s = part[{off} + j];",
+                      f"      for (i64 c = 1; c < {nch}; c++) s += part[c * {total} + {off} + j];",
+                      f"      dst[j] = ({CTYPES[out.dtype]})s;",
+                      "    }",
+                      "  }"]
+        lines.append("  free(part);")
+    else:
+        for d in reversed(range(k.n_outer)):
+            lines.append("  " * (d + 1) + "}")
     lines.append("}")
     return "\n".join(lines)
 

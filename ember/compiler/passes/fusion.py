@@ -78,6 +78,8 @@ def _fusable(graph, n) -> str | None:
 COPIES = {"assemble_slices": lower_copy, "index_add_into": lower_scatter, "getitem": lower_gather}  # (copies.py)
 # merge adjacent row-wise groups into row kernels (False: one kernel per group, to compare)
 ROW_KERNELS = True
+# ... with column sums over the same rows as phases of them (False: column sums stay kernels of their own)
+ROW_COLUMN_PHASES = True
 
 
 def _reduced_dims(n, nd: int) -> tuple:
@@ -184,16 +186,36 @@ def _absorb(groups: list, group_of: dict, schedule: list, target: int, g: int) -
     schedule.remove(("group", g))
 
 
+def _column_phase(graph, grp: Group) -> tuple | None:
+    """The dims a column sum keeps, if the group can be a column phase of a row kernel: a `sum`
+    (with its elementwise prologue, no epilogue) over the leading dims that keeps the trailing ones
+    (a bias or layer-norm weight gradient: (B, T, C) summed to (C,)). Per row it adds the row into
+    partial sums; they are complete only when every row is done."""
+    if grp.phases or grp.reduce is None or grp.epilogue:
+        return None
+    rn = graph.nodes[grp.reduce]
+    nd = len(grp.shape)
+    red = _reduced_dims(rn, nd)
+    if rn.name != "sum" or not red or len(red) == nd or red != tuple(range(len(red))) or \
+            graph.values[rn.outs[0]].dtype.category != 2:
+        return None
+    return tuple(range(len(red), nd))
+
+
 def _row_split(graph, grp: Group):
-    """The dims a group reduces if it can be a phase of a row kernel: () for an elementwise group
-    (it can loop over any split), None for one that cannot (a copy, a column reduction, a
-    reduction to a scalar)."""
+    """The dims a group loops over per row if it can be a phase of a row kernel: the dims it reduces
+    (a row reduction), the dims it keeps (a column phase), () for an elementwise group (it can loop
+    over any split), None for one that cannot (a copy, another column reduction, a reduction to a
+    scalar)."""
     if grp.phases:
         return grp.row_dims
     if graph.nodes[grp.all_nodes()[0]].name in COPIES:
         return None
     if grp.reduce is None:
         return ()
+    keep = _column_phase(graph, grp)
+    if keep is not None:
+        return keep if ROW_COLUMN_PHASES else None
     rn = graph.nodes[grp.reduce]
     red = _reduced_dims(rn, len(grp.shape))
     if _column(graph, rn, grp.shape) or len(red) == len(grp.shape):
@@ -201,18 +223,26 @@ def _row_split(graph, grp: Group):
     return red
 
 
+def _column_sums(graph, grp: Group) -> set:
+    """The values a group's column phases produce (complete only after the whole kernel)."""
+    phases = grp.phases or [grp]
+    return {graph.nodes[p.reduce].outs[0] for p in phases if _column_phase(graph, p) is not None}
+
+
 def _merge_rows(graph, groups: list, schedule: list) -> list:
     """The schedule with each run of adjacent groups that can share row loops (same shape, the
     reductions among them over the same dims, at least one reduction) replaced by one row-kernel
-    Group appended to `groups`; its phases keep their own entries in `groups`."""
+    Group appended to `groups`; its phases keep their own entries in `groups`. A column sum over
+    those rows joins too (a column phase), unless a later phase reads its result."""
     out: list = []
     for item in schedule:
         prev = out[-1] if out else None
         if item[0] == "group" and prev is not None and prev[0] == "group":
             g1, g2 = groups[prev[1]], groups[item[1]]
             r1, r2 = _row_split(graph, g1), _row_split(graph, g2)
+            reads = {v for i in g2.all_nodes() for v in graph.nodes[i].inputs}
             if r1 is not None and r2 is not None and g1.shape == g2.shape and (r1 or r2) and \
-                    (r1 == r2 or not r1 or not r2):
+                    (r1 == r2 or not r1 or not r2) and not reads & _column_sums(graph, g1):
                 if not g1.phases:
                     groups.append(Group(g1.shape, open=False, phases=[g1], phase_ids=[prev[1]]))
                     g1 = groups[-1]
@@ -280,6 +310,8 @@ def _lower_rows(graph, grp: Group, name: str, users, roots, made) -> Kernel | No
                reduce=next(p.reduce for p in phases if p.reduce is not None),
                nodes=sorted(i for p in phases for i in p.nodes), phases=phases)
     coalesce(k)  # the phases share the Arg objects: their strides follow
+    if any(p.column for p in phases) and k.n_outer != 1:
+        return None  # column phases split one outer loop into fixed chunks (codegen_c.py)
     for p in phases:
         p.dims, p.n_outer = k.dims, k.n_outer
     return k
@@ -318,7 +350,8 @@ def _lower_group(graph, grp: Group, name: str, users, roots, made, row=None, mer
     vals = graph.values
     members = set(grp.all_nodes())
     nd = len(grp.shape)
-    if row is not None and grp.reduce is None:
+    col_phase = row is not None and grp.reduce is not None and _column_phase(graph, grp) is not None
+    if row is not None and (grp.reduce is None or col_phase):
         order, n_outer = list(row[0]), row[1]
     elif grp.reduce is not None:
         rn = graph.nodes[grp.reduce]
@@ -366,6 +399,13 @@ def _lower_group(graph, grp: Group, name: str, users, roots, made, row=None, mer
             k.lets.append((vals[rn.inputs[0]].dtype, src))
             src = ("tmp", len(k.lets) - 1)
         out = vals[rn.outs[0]]
+        if col_phase:  # summed over the outer (row) loops: one slot per point of the inner ones
+            cs = contiguous_strides([grp.shape[d] for d in order[n_outer:]])
+            k.args.append(Arg(rn.outs[0], out.dtype, (0,) * n_outer + tuple(cs), output=True))
+            k.reduce = (rn.name, src[1], len(k.args) - 1, out.dtype)
+            k.column = True
+            made[rn.outs[0]] = tuple(s * out.dtype.itemsize for s in contiguous_strides(out.shape))
+            return k
         kept = [grp.shape[d] for d in order[:n_outer]]
         cs = contiguous_strides(kept)
         k.args.append(Arg(rn.outs[0], out.dtype, tuple(cs) + (0,) * (nd - n_outer), output=True))
