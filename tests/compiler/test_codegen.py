@@ -1,5 +1,8 @@
 """Fused C kernels against eager: random graphs (hypothesis), fusion counts, float64, layouts."""
 
+import contextlib
+import ctypes
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -457,3 +460,64 @@ def test_index_range_guards_and_inf_checks_are_kernels():
         np.testing.assert_array_equal(got.numpy(), want.numpy())
     entry = list(cf.entries.values())[0]
     assert entry.report["steps"]["library_ops"] - entry.report["steps"]["views"] == 0
+
+
+def _layer_norm_backward_sums(g, y, w):
+    """A layer norm's backward as the compiler sees it: the bias and weight gradients (column sums
+    over the rows) and the input gradient (row sums)."""
+    gw = g * w
+    dx = gw - gw.mean(-1, keepdim=True) - y * (gw * y).mean(-1, keepdim=True)
+    return g.sum((0, 1)), (g * y).sum((0, 1)), dx, dx.sum((0, 1))
+
+
+@contextlib.contextmanager
+def thread_limit(n: int):
+    """OpenMP's thread count for the generated kernels (libgomp's setting for this thread)."""
+    gomp = ctypes.CDLL("libgomp.so.1")
+    before = gomp.omp_get_max_threads()
+    gomp.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        gomp.omp_set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_column_sums_over_a_row_kernels_rows_are_phases_of_it(threads):
+    """The bias and weight gradients and a layer norm's backward row sums are one kernel: the column
+    sums add each row into partials of fixed row chunks, combined in chunk order, so the result is
+    the same for any number of threads, and close to eager's."""
+    g, y, w = ember.randn(16, 128, 128), ember.randn(16, 128, 128), ember.randn(128)
+    cf = ember.compile(_layer_norm_backward_sums)
+    with thread_limit(threads):
+        cf(g, y, w)
+        got = cf(g, y, w)
+    for a, b in zip(got, _layer_norm_backward_sums(g, y, w)):
+        _close(a, b)
+    (k,) = list(cf.entries.values())[0].report["kernels"].values()
+    assert [p.column for p in k.phases].count(True) == 3 and k.n_outer == 1
+    src = cf.explain(kernel=k.name)
+    assert "partials added in chunk order" in src and "calloc" in src
+    if threads == 2:  # bit-equal to the one-thread result
+        with thread_limit(1):
+            one = cf(g, y, w)
+        for a, b in zip(got, one):
+            assert np.array_equal(a.numpy(), b.numpy())
+
+
+def test_a_phase_reading_a_column_sum_is_not_merged_and_the_switch_turns_them_off(monkeypatch):
+    from ember.compiler.passes import fusion
+    x = ember.randn(64, 256)
+    f = lambda x: x - x.sum(0)  # noqa: E731  (every row needs the finished column sums)
+    cf = ember.compile(f)
+    cf(x)
+    _close(cf(x), f(x))
+    assert not any(k.phases for k in list(cf.entries.values())[0].report["kernels"].values())
+    monkeypatch.setattr(fusion, "ROW_COLUMN_PHASES", False)
+    g, y, w = ember.randn(4, 64, 32), ember.randn(4, 64, 32), ember.randn(32)
+    cf = ember.compile(_layer_norm_backward_sums)
+    cf(g, y, w)
+    for a, b in zip(cf(g, y, w), _layer_norm_backward_sums(g, y, w)):
+        _close(a, b)
+    kernels = list(cf.entries.values())[0].report["kernels"].values()
+    assert not any(p.column for k in kernels for p in k.phases)
