@@ -52,6 +52,23 @@ def test_simplify_rules_fire_with_their_reasons():
     assert _names(g) == ["reshape"]
 
 
+def test_permute_chains_compose_and_a_transpose_of_a_transpose_disappears():
+    g = _trace(lambda x: (x.mT.mT * 2).permute(2, 0, 1).permute(1, 2, 0), ember.randn(2, 3, 4))
+    fired = [reason for reason, _ in simplify(g)]
+    dce(g)
+    assert fired.count("permute of a permute is one permute (a transpose of a transpose: none)") == 2
+    assert _names(g) == ["mul"]
+    x = ember.randn(2, 3, 4)
+    f = lambda x: x.permute(2, 0, 1).permute(2, 0, 1) + 1  # noqa: E731
+    g = _trace(f, x)
+    simplify(g)
+    dce(g)
+    assert _names(g) == ["permute", "add"] and g.nodes[0].attrs["dims"] == (1, 2, 0)
+    c = ember.compile(f)
+    c(x)
+    assert np.array_equal(c(x).numpy(), f(x).numpy())
+
+
 def test_simplify_keeps_a_multiplication_that_broadcasts():
     g = _trace(lambda x, one: x * one, ember.randn(3), ember.ones(2, 3))
     simplify(g)

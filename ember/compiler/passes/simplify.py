@@ -61,6 +61,18 @@ def _reshape_chain(graph, n):
     return None
 
 
+def _permute_chain(graph, n):
+    """permute(permute(x, a), b) -> permute(x, a[b]): rewrite the input in place (an identity
+    permutation is then dropped by the rule before)."""
+    prod = graph._producer.get(n.inputs[0])
+    if prod is not None and prod.name == "permute" and not prod.n_attr_inputs and not n.n_attr_inputs:
+        inner, outer = prod.attrs["dims"], n.attrs["dims"]
+        n.inputs = [prod.inputs[0]]
+        n.attrs = dict(n.attrs, dims=tuple(inner[d] for d in outer))
+        return _permute_noop(graph, n)
+    return None
+
+
 def _copy_unexposed(graph, n):
     """SSA values are never written in place during a replay, so a copy (the engine's fresh `.grad`
     buffer) can share its source, unless two results handed to the user would share one buffer."""
@@ -82,6 +94,7 @@ RULES = [
     ("reshape", _reshape_noop, "reshape to the same shape"),
     ("reshape", _reshape_chain, "reshape of a reshape is one reshape"),
     ("permute", _permute_noop, "identity permutation"),
+    ("permute", _permute_chain, "permute of a permute is one permute (a transpose of a transpose: none)"),
     ("copy", _copy_unexposed, "a copy of a value nothing writes is the value"),
 ]
 
