@@ -12,10 +12,53 @@ from __future__ import annotations
 
 import ctypes
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 from ..tensor import Tensor
+
+# The float32 Adam and SGD updates of a span of elements: the all-tensor loops below call them per
+# chunk, and library.c (which includes this too) on a weight-gradient product's blocks while they
+# are in cache. Scalars go into locals first: read through pointers inside the loop, GCC must
+# assume the stores change them and keeps the loop scalar.
+UPDATE_C = """
+/* p, m, v (n elements) after one Adam/AdamW step with gradient g; sc: b1, 1-b1, b2, 1-b2, c1, c2,
+   shrink, wd; mode 0 none, 1 L2 (wd added to the gradient), 2 decoupled (p shrunk first) */
+static void adam_span(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, i64 n,
+                      const float *sc, int mode, int update_p) {
+  const float b1 = sc[0], omb1 = sc[1], b2 = sc[2], omb2 = sc[3], c1 = sc[4], c2 = sc[5], shrink = sc[6];
+  const float wd = sc[7];
+  _Pragma("omp simd")  /* and sqrtf then vectorises (without it GCC keeps the libm call: errno) */
+  for (i64 i = 0; i < n; i++) {
+    float pi = p[i], gi = g[i];
+    if (mode == 2) pi = pi * shrink; else if (mode == 1) gi = gi + pi * wd;
+    float mi = m[i] * b1 + gi * omb1;
+    float vi = v[i] * b2 + gi * gi * omb2;
+    m[i] = mi; v[i] = vi;
+    if (update_p) pi = pi - mi / (sqrtf(vi) * c1 + c2);
+    p[i] = pi;
+  }
+}
+/* p and the momentum buffer (n elements) after one SGD step with gradient g; sc: lr, wd, momentum,
+   1 - dampening; fl: has_wd, has_mom, first, damp, nesterov, maximize (buf unused without momentum) */
+static void sgd_span(float *restrict p, const float *restrict g, float *restrict buf, i64 n, const float *sc,
+                     const int *fl) {
+  const float lr = sc[0], wd = sc[1], mom = sc[2], omdamp = sc[3];
+  const int has_wd = fl[0], has_mom = fl[1], first = fl[2], damp = fl[3], nesterov = fl[4], maximize = fl[5];
+  _Pragma("omp simd")
+  for (i64 i = 0; i < n; i++) {
+    float gi = maximize ? -g[i] : g[i];
+    if (has_wd) gi = gi + p[i] * wd;
+    if (has_mom) {
+      float b = first ? gi : buf[i] * mom + (damp ? gi * omdamp : gi);
+      buf[i] = b;
+      gi = nesterov ? gi + b * mom : b;
+    }
+    p[i] = p[i] - gi * lr;
+  }
+}
+"""
 
 ADAM_C = """
 #define ADAM(NAME, T, SQRT) \\
@@ -57,23 +100,7 @@ void ember_adam_all_f32(i64 nt, float **p, float **g, float **m, float **v, cons
   _Pragma("omp parallel for schedule(dynamic)")
   for (i64 c = 0; c < starts[nt]; c++) {
     i64 lo, hi, t = chunk_range(c, starts, n, &lo, &hi);
-    /* the scalars in locals: read through pointers inside the loop, GCC must assume the stores
-       change them, and the loop stays scalar (1.1 ms -> 0.5 ms for W3's AdamW step) */
-    const float *s = sc + 8 * t;  /* b1, 1-b1, b2, 1-b2, c1, c2, shrink, wd */
-    const float b1 = s[0], omb1 = s[1], b2 = s[2], omb2 = s[3], c1 = s[4], c2 = s[5], shrink = s[6], wd = s[7];
-    const int md = mode[t], up = update_p[t];
-    float *restrict pp = p[t], *restrict mm = m[t], *restrict vv = v[t];
-    const float *restrict gg = g[t];
-    _Pragma("omp simd")  /* and sqrtf then vectorises (without it GCC keeps the libm call: errno) */
-    for (i64 i = lo; i < hi; i++) {
-      float pi = pp[i], gi = gg[i];
-      if (md == 2) pi = pi * shrink; else if (md == 1) gi = gi + pi * wd;
-      float mi = mm[i] * b1 + gi * omb1;
-      float vi = vv[i] * b2 + gi * gi * omb2;
-      mm[i] = mi; vv[i] = vi;
-      if (up) pi = pi - mi / (sqrtf(vi) * c1 + c2);
-      pp[i] = pi;
-    }
+    adam_span(p[t] + lo, g[t] + lo, m[t] + lo, v[t] + lo, hi - lo, sc + 8 * t, mode[t], update_p[t]);
   }
 }
 #define SGD(NAME, T) \
@@ -103,26 +130,11 @@ void ember_sgd_all_f32(i64 nt, float **p, float **g, float **buf, const i64 *n, 
   _Pragma("omp parallel for schedule(dynamic)")
   for (i64 c = 0; c < starts[nt]; c++) {
     i64 lo, hi, t = chunk_range(c, starts, n, &lo, &hi);
-    const float lr = sc[4 * t], wd = sc[4 * t + 1], mom = sc[4 * t + 2], omdamp = sc[4 * t + 3];
-    const int *f = fl + 6 * t;
-    const int has_wd = f[0], has_mom = f[1], first = f[2], damp = f[3], nesterov = f[4], maximize = f[5];
-    float *restrict pp = p[t], *restrict bb = buf[t];
-    const float *restrict gg = g[t];
-    _Pragma("omp simd")
-    for (i64 i = lo; i < hi; i++) {
-      float gi = maximize ? -gg[i] : gg[i];
-      if (has_wd) gi = gi + pp[i] * wd;
-      if (has_mom) {
-        float b = first ? gi : bb[i] * mom + (damp ? gi * omdamp : gi);
-        bb[i] = b;
-        gi = nesterov ? gi + b * mom : b;
-      }
-      pp[i] = pp[i] - gi * lr;
-    }
+    sgd_span(p[t] + lo, g[t] + lo, fl[6 * t + 1] ? buf[t] + lo : buf[t], hi - lo, sc + 4 * t, fl + 6 * t);
   }
 }
 """
-OPTIM_C = ADAM_C  # the C of every fused optimizer (one string, built with the kernels)
+OPTIM_C = UPDATE_C + ADAM_C  # the C of every fused optimizer (one string, built with the kernels)
 
 
 def _ptr(a: np.ndarray) -> int:
@@ -145,109 +157,111 @@ def fusable(opt) -> bool:
     return _fusable_adam(opt) or _fusable_sgd(opt)
 
 
+class UpdateJob(NamedTuple):
+    """One parameter's fused update for this step: `kind` "adam" (buffers p, m, v; 8 scalars;
+    flags mode, update_p) or "sgd" (buffers p, momentum buffer; 4 scalars; 6 flags), as the C loops
+    (UPDATE_C) take them."""
+    kind: str
+    bufs: tuple
+    scalars: tuple
+    flags: tuple
+
+
+def update_job(opt, group: dict, p) -> UpdateJob | None:
+    """p's fused update by `opt` (a fusable Adam/AdamW or SGD) in `group` for one step, prepared as
+    `opt.step()` prepares it: state created, Adam's step counted, p's version bumped. None, with
+    nothing touched, where the fused loops cannot take p (not a contiguous float32 or float64
+    tensor): its eager step must run then."""
+    if p._data.dtype not in (np.float32, np.float64) or not p._data.flags.c_contiguous:
+        return None
+    if _fusable_sgd(opt):
+        lr, mom, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+        first = False
+        buf = np.empty(0, p._data.dtype)
+        if mom != 0:
+            state = opt.state.setdefault(p, {})
+            if state.get("momentum_buffer") is None:
+                first = True
+                state["momentum_buffer"] = Tensor._make(np.empty_like(p._data), p.dtype, p.device)
+            elif not state["momentum_buffer"]._data.flags.c_contiguous:
+                b = state["momentum_buffer"]
+                state["momentum_buffer"] = Tensor._make(np.ascontiguousarray(b._data), p.dtype, p.device)
+            buf = state["momentum_buffer"]._data
+        p._vc[0] += 1
+        return UpdateJob("sgd", (p._data, buf), (lr, wd, mom, 1 - damp),
+                         (wd != 0, mom != 0, first, damp != 0, bool(group["nesterov"]), bool(group["maximize"])))
+    from ..creation import zeros_like
+    lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    state = opt.state.get(p)
+    if not state:
+        state = opt.state[p] = {"step": 0, "exp_avg": zeros_like(p), "exp_avg_sq": zeros_like(p)}
+    for key in ("exp_avg", "exp_avg_sq"):  # eager steps leave them in the gradient's layout
+        if not state[key]._data.flags.c_contiguous:
+            state[key] = Tensor._make(np.ascontiguousarray(state[key]._data), p.dtype, p.device)
+    state["step"] += 1
+    t = state["step"]
+    step_size = lr / (1 - beta1 ** t)
+    update = step_size != 0
+    c1 = 1 / (math.sqrt(1 - beta2 ** t) * step_size) if update else 0.0
+    c2 = eps / step_size if update else 0.0
+    mode = 0 if wd == 0 else (2 if group["decoupled_weight_decay"] else 1)
+    p._vc[0] += 1
+    return UpdateJob("adam", (p._data, state["exp_avg"]._data, state["exp_avg_sq"]._data),
+                     (beta1, 1 - beta1, beta2, 1 - beta2, c1, c2, 1 - lr * wd, wd), (mode, int(update)))
+
+
+def group_of(opt, p) -> dict:
+    """The param group holding p."""
+    return next(g for g in opt.param_groups if any(q is p for q in g["params"]))
+
+
 def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
-    """Replay `opt.step()` for `params` with gradient buffers `grads` (fused when it can)."""
-    if lib is not None and _fusable_sgd(opt):
-        _sgd_step(opt, params, grads, lib)
-        return
-    if lib is None or not _fusable_adam(opt):
+    """Replay `opt.step()` for `params` with gradient buffers `grads` (fused when it can): float32
+    parameters in one call of the all-tensor loop, float64 ones one call each."""
+    if lib is None or not fusable(opt):
         _eager_step(opt, params, grads)
         return
-    from ..creation import zeros_like
     gmap = {id(p): g for p, g in zip(params, grads)}
-    batch: list = []
+    batch: list = []  # (job, gradient) of every float32 tensor
     for group in opt.param_groups:
-        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         for p in group["params"]:
             g = gmap.get(id(p))
             if g is None:
                 continue
-            state = opt.state.get(p)
-            if not state:
-                state = opt.state[p] = {"step": 0, "exp_avg": zeros_like(p), "exp_avg_sq": zeros_like(p)}
-            for key in ("exp_avg", "exp_avg_sq"):  # eager steps leave them in the gradient's layout
-                if not state[key]._data.flags.c_contiguous:
-                    state[key] = Tensor._make(np.ascontiguousarray(state[key]._data), p.dtype, p.device)
-            m, v = state["exp_avg"], state["exp_avg_sq"]
             g = np.ascontiguousarray(g)  # a weight's gradient is often a transposed matmul result
-            bufs = (p._data, g, m._data, v._data)
-            if not all(b.flags.c_contiguous and b.dtype == p._data.dtype for b in bufs) or \
-                    p._data.dtype not in (np.float32, np.float64):
+            job = update_job(opt, group, p) if g.dtype == p._data.dtype else None
+            if job is None:
                 _eager_step_one(opt, group, p, g)
-                continue
-            state["step"] += 1
-            t = state["step"]
-            step_size = lr / (1 - beta1 ** t)
-            update = step_size != 0
-            c1 = 1 / (math.sqrt(1 - beta2 ** t) * step_size) if update else 0.0
-            c2 = eps / step_size if update else 0.0
-            mode = 0 if wd == 0 else (2 if group["decoupled_weight_decay"] else 1)
-            scalars = (beta1, 1 - beta1, beta2, 1 - beta2, c1, c2, 1 - lr * wd, wd)
-            if p._data.dtype == np.float32:  # all float32 tensors go in one call below
-                batch.append((bufs, scalars, mode, int(update)))
+            elif p._data.dtype == np.float64:
+                _step_f64(job, g, lib)
             else:
-                S = ctypes.c_double
-                lib.ember_adam_f64(*(ctypes.c_void_p(_ptr(b)) for b in bufs), ctypes.c_longlong(p._data.size),
-                                   *(S(x) for x in scalars), ctypes.c_int(mode), ctypes.c_int(update))
-            p._vc[0] += 1
-    if batch:
-        _adam_all_f32(lib, batch)
-
-
-def _adam_all_f32(lib, batch) -> None:
-    """One ember_adam_all_f32 call for [(p, g, m, v buffers), scalars, mode, update] of every tensor."""
+                batch.append((job, g))
+    if not batch:
+        return
     nt = len(batch)
-    ptrs = [(ctypes.c_void_p * nt)(*(_ptr(b[0][j]) for b in batch)) for j in range(4)]
-    sizes = np.array([b[0][0].size for b in batch], np.int64)
-    scalars = np.array([b[1] for b in batch], np.float32)  # rounded to float32 as ember_adam_f32's are
-    modes = np.array([b[2] for b in batch], np.intc)
-    updates = np.array([b[3] for b in batch], np.intc)
-    lib.ember_adam_all_f32(ctypes.c_longlong(nt), *ptrs, *(ctypes.c_void_p(_ptr(a)) for a in
-                                                           (sizes, scalars, modes, updates)))
+    adam = batch[0][0].kind == "adam"  # one optimizer: all its jobs are of one kind
+    sizes = np.array([job.bufs[0].size for job, _ in batch], np.int64)
+    # scalars rounded to float32 as the float32 loops use them
+    scalars = np.array([job.scalars for job, _ in batch], np.float32)
+    bufs = [[job.bufs[0] for job, _ in batch], [g for _, g in batch]] + \
+        [[job.bufs[j] for job, _ in batch] for j in range(1, len(batch[0][0].bufs))]
+    ptrs = [(ctypes.c_void_p * nt)(*(_ptr(b) for b in col)) for col in bufs]
+    flags = np.array([job.flags for job, _ in batch], np.intc)
+    if adam:  # per tensor: mode, update_p
+        args = (sizes, scalars, flags[:, 0].copy(), flags[:, 1].copy())
+        lib.ember_adam_all_f32(ctypes.c_longlong(nt), *ptrs, *(ctypes.c_void_p(_ptr(a)) for a in args))
+    else:
+        args = (sizes, scalars, flags)
+        lib.ember_sgd_all_f32(ctypes.c_longlong(nt), *ptrs, *(ctypes.c_void_p(_ptr(a)) for a in args))
 
 
-def _sgd_step(opt, params, grads, lib) -> None:
-    gmap = {id(p): g for p, g in zip(params, grads)}
-    batch: list = []  # float32 tensors: one ember_sgd_all_f32 call
-    for group in opt.param_groups:
-        lr, mom, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
-        for p in group["params"]:
-            g = gmap.get(id(p))
-            if g is None:
-                continue
-            g = np.ascontiguousarray(g)
-            if not p._data.flags.c_contiguous or g.dtype != p._data.dtype or \
-                    p._data.dtype not in (np.float32, np.float64):
-                _eager_step_one(opt, group, p, g)
-                continue
-            first = False
-            buf = np.empty(0, p._data.dtype)
-            if mom != 0:
-                state = opt.state.setdefault(p, {})
-                if state.get("momentum_buffer") is None:
-                    first = True
-                    state["momentum_buffer"] = Tensor._make(np.empty_like(p._data), p.dtype, p.device)
-                elif not state["momentum_buffer"]._data.flags.c_contiguous:
-                    b = state["momentum_buffer"]
-                    state["momentum_buffer"] = Tensor._make(np.ascontiguousarray(b._data), p.dtype, p.device)
-                buf = state["momentum_buffer"]._data
-            scalars = (lr, wd, mom, 1 - damp)
-            flags = (wd != 0, mom != 0, first, damp != 0, bool(group["nesterov"]), bool(group["maximize"]))
-            if p._data.dtype == np.float32:
-                batch.append(((p._data, g, buf), scalars, flags))
-            else:
-                S, I = ctypes.c_double, ctypes.c_int
-                lib.ember_sgd_f64(*(ctypes.c_void_p(_ptr(b)) for b in (p._data, g, buf)),
-                                  ctypes.c_longlong(p._data.size), *(S(x) for x in scalars), *(I(f) for f in flags))
-            p._vc[0] += 1
-    if batch:
-        nt = len(batch)
-        ptrs = [(ctypes.c_void_p * nt)(*(_ptr(b[0][j]) for b in batch)) for j in range(3)]
-        sizes = np.array([b[0][0].size for b in batch], np.int64)
-        scalars = np.array([b[1] for b in batch], np.float32)  # rounded to float32 as ember_sgd_f32's are
-        flags = np.array([b[2] for b in batch], np.intc)
-        lib.ember_sgd_all_f32(ctypes.c_longlong(nt), *ptrs,
-                              *(ctypes.c_void_p(_ptr(a)) for a in (sizes, scalars, flags)))
+def _step_f64(job: UpdateJob, g: np.ndarray, lib) -> None:
+    """A float64 parameter's fused update: one call of the float64 loop."""
+    S, I = ctypes.c_double, ctypes.c_int
+    fn = lib.ember_adam_f64 if job.kind == "adam" else lib.ember_sgd_f64
+    p, *state = job.bufs
+    fn(*(ctypes.c_void_p(_ptr(b)) for b in (p, g, *state)), ctypes.c_longlong(p.size),
+       *(S(x) for x in job.scalars), *(I(int(f)) for f in job.flags))
 
 
 def _eager_step(opt, params, grads) -> None:
