@@ -18,10 +18,9 @@ import numpy as np
 
 from ..tensor import Tensor
 
-# The float32 Adam and SGD updates of a span of elements: the all-tensor loops below call them per
-# chunk, and library.c (which includes this too) on a weight-gradient product's blocks while they
-# are in cache. Scalars go into locals first: read through pointers inside the loop, GCC must
-# assume the stores change them and keeps the loop scalar.
+# The float32 Adam and SGD updates of a span of elements, which the all-tensor loops below call per
+# chunk. Scalars go into locals first: read through pointers inside the loop, GCC must assume the
+# stores change them and keeps the loop scalar.
 UPDATE_C = """
 /* p, m, v (n elements) after one Adam/AdamW step with gradient g; sc: b1, 1-b1, b2, 1-b2, c1, c2,
    shrink, wd; mode 0 none, 1 L2 (wd added to the gradient), 2 decoupled (p shrunk first) */
@@ -210,11 +209,6 @@ def update_job(opt, group: dict, p) -> UpdateJob | None:
                      (beta1, 1 - beta1, beta2, 1 - beta2, c1, c2, 1 - lr * wd, wd), (mode, int(update)))
 
 
-def group_of(opt, p) -> dict:
-    """The param group holding p."""
-    return next(g for g in opt.param_groups if any(q is p for q in g["params"]))
-
-
 def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
     """Replay `opt.step()` for `params` with gradient buffers `grads` (fused when it can): float32
     parameters in one call of the all-tensor loop, float64 ones one call each."""
@@ -231,7 +225,7 @@ def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
             g = np.ascontiguousarray(g)  # a weight's gradient is often a transposed matmul result
             job = update_job(opt, group, p) if g.dtype == p._data.dtype else None
             if job is None:
-                _eager_step_one(opt, group, p, g)
+                _eager_step(opt, [p], [g])
             elif p._data.dtype == np.float64:
                 _step_f64(job, g, lib)
             else:
@@ -265,17 +259,14 @@ def _step_f64(job: UpdateJob, g: np.ndarray, lib) -> None:
 
 
 def _eager_step(opt, params, grads) -> None:
-    for p, g in zip(params, grads):
-        p.grad = Tensor._make(g, p.dtype, p.device)
-    opt.step()
-
-
-def _eager_step_one(opt, group, p, g) -> None:
-    """Run the eager step for `p` alone (other parameters hide their gradients meanwhile)."""
-    saved = [(q, q.grad) for grp in opt.param_groups for q in grp["params"]]
+    """opt.step() for `params` with gradient buffers `grads` alone: every other parameter's gradient
+    is hidden meanwhile (its update is the fused loops' or not this step's)."""
+    mine = {id(p) for p in params}
+    saved = [(q, q.grad) for grp in opt.param_groups for q in grp["params"] if id(q) not in mine]
     for q, _ in saved:
         q.grad = None
-    p.grad = Tensor._make(g, p.dtype, p.device)
+    for p, g in zip(params, grads):
+        p.grad = Tensor._make(g, p.dtype, p.device)
     opt.step()
     for q, gq in saved:
         q.grad = gq
