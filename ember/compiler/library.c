@@ -140,10 +140,82 @@ static inline float sigmoidf_(float x) {
         }                                                                                               \
     }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* For 16 values z = 2u log2(e): sigma = e / (e + 1) with
+ * e = exp(2u) = 2^z, and *rest = 1 - sigma = 1 / (e + 1). GELU's tanh through it: 1 + tanh(u) =
+ * 2 sigma, 1 - tanh(u)^2 = 4 sigma (1 - sigma). 2^z = 2^n 2^f, n = round(z), 2^f from its Taylor
+ * series to f^7 (|f| <= 1/2: relative error ~5e-9), 1 / (e + 1) from rcp14 and one Newton step.
+ * ~7 cycles per 16 values where libmvec's tanhf took ~14 (W3's GELU epilogues: ~0.5 ms a step).
+ * z is capped at 100 (e stays finite); below, -inf gives NaN as eager's 0.5 x (1 + tanh(u)) does. */
+static inline __m512 sigmoid_exp2(__m512 z, __m512 *rest) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    z = _mm512_min_ps(z, _mm512_set1_ps(100.0f));
+    __m512 nz = _mm512_roundscale_ps(z, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(z, nz);
+    __m512 p = _mm512_set1_ps(1.525273380405984e-05f);  /* ln2^k / k!, k = 7 .. 0 */
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381606e-04f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-03f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-02f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402265069591007e-01f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-01f));
+    p = _mm512_fmadd_ps(p, f, one);
+    __m512 e = _mm512_scalef_ps(p, nz);
+    __m512 d = _mm512_add_ps(e, one);
+    __m512 r = _mm512_rcp14_ps(d);
+    r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+    *rest = r;
+    return _mm512_mul_ps(e, r);  /* e / (e + 1), accurate for small e too (1 - r would not be) */
+}
+
+/* 2u log2(e), u = sqrt(2/pi) (x + 0.044715 x^3): GELU's tanh argument, scaled for sigmoid_exp2 */
+static inline __m512 gelu_z(__m512 x) {
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(x2, _mm512_set1_ps(0.044715f)), x, x);
+    return _mm512_mul_ps(inner, _mm512_set1_ps(0.7978845608028654f * 2.0f * 1.4426950408889634f));
+}
+
+/* y = gelu_tanh(h) = h sigmoid(2u) (0.5 h (1 + tanh u) rewritten), row by row, 16 at a time */
+static void gelu_tanh_rows(const float *h, float *y, i64 m, i64 n, i64 ld) {
+    for (i64 r = 0; r < m; r++)
+        for (i64 q = 0; q < n; q += 16) {
+            __mmask16 k = n - q >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - q)) - 1);
+            __m512 x = _mm512_maskz_loadu_ps(k, h + r * ld + q), rest;
+            __m512 sg = sigmoid_exp2(gelu_z(x), &rest);
+            _mm512_mask_storeu_ps(y + r * ld + q, k, _mm512_mul_ps(x, sg));
+        }
+}
+
+/* dh = g gelu_tanh'(x) in place: gelu' = sigma (1 + 2 x (1 - sigma) u'), u' = sqrt(2/pi)
+ * (1 + 0.134145 x^2); where x^2 overflows (|x| > 1.8e19, inf) NaN, as eager's formula gives */
+static void gelu_tanh_grad_rows(float *dh, const float *s, i64 m, i64 n, i64 ld) {
+    for (i64 r = 0; r < m; r++)
+        for (i64 q = 0; q < n; q += 16) {
+            __mmask16 k = n - q >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - q)) - 1);
+            __m512 x = _mm512_maskz_loadu_ps(k, s + r * ld + q), rest;
+            __m512 g = _mm512_maskz_loadu_ps(k, dh + r * ld + q);
+            __m512 sg = sigmoid_exp2(gelu_z(x), &rest);
+            __m512 du = _mm512_mul_ps(_mm512_fmadd_ps(_mm512_mul_ps(x, x), _mm512_set1_ps(0.134145f),
+                                                      _mm512_set1_ps(1.0f)), _mm512_set1_ps(0.7978845608028654f));
+            __m512 xr = _mm512_mul_ps(_mm512_add_ps(x, x), rest);
+            __m512 d = _mm512_mul_ps(sg, _mm512_fmadd_ps(xr, du, _mm512_set1_ps(1.0f)));
+            __mmask16 inf = _mm512_cmp_ps_mask(_mm512_mul_ps(x, x), _mm512_set1_ps(INFINITY), _CMP_EQ_OQ);
+            d = _mm512_mask_mov_ps(d, inf, _mm512_set1_ps(NAN));
+            _mm512_mask_storeu_ps(dh + r * ld + q, k, _mm512_mul_ps(g, d));
+        }
+}
+#endif
+
 static void activate_rows(int act, const float *h, float *y, i64 m, i64 n, i64 ld) {
     switch (act) {
     case 1: ACT_LOOP((x > 0.0f || x != x) ? x : 0.0f) break;
+#if defined(__AVX512F__)
+    case 2: gelu_tanh_rows(h, y, m, n, ld); break;
+#else
     case 2: ACT_LOOP(0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)))) break;
+#endif
     case 3: ACT_LOOP(0.5f * x * (1.0f + erff(x / 1.4142135623730951f))) break;
     case 4: ACT_LOOP(tanhf(x)) break;
     case 5: ACT_LOOP(sigmoidf_(x)) break;
@@ -251,7 +323,11 @@ static inline float gelu_grad_tanh(float g, float x) {
 static void act_grad_rows(int code, float *dh, const float *s, i64 m, i64 n, i64 ld) {
     switch (code) {
     case 1: GRAD_LOOP((float)(x > 0) * g) break;  /* threshold_backward */
+#if defined(__AVX512F__)
+    case 2: gelu_tanh_grad_rows(dh, s, m, n, ld); break;
+#else
     case 2: GRAD_LOOP(gelu_grad_tanh(g, x)) break;
+#endif
     case 3: GRAD_LOOP(g * (0.5f * (1 + erff(x / 1.4142135623730951f)) + x * expf(-0.5f * x * x) * 0.3989422804014327f))
             break;
     case 4: GRAD_LOOP((1 - x * x) * g) break;  /* tanh_backward: s is tanh's output */

@@ -129,3 +129,42 @@ def test_long_k_products_split_along_k_equal_numpy(blas_library, monkeypatch):
             for a in (x.T, np.ascontiguousarray(x.T)):
                 got = library.matmul(blas_library, a, dy)
                 np.testing.assert_allclose(got, a.astype(np.float64) @ dy, rtol=1e-4, atol=1e-3)
+
+
+def test_the_gelu_epilogues_against_float64_and_eagers_nan_and_inf(monkeypatch):
+    """The GELU (tanh) epilogues, forward and backward, computed through sigmoid(2u) (library.c's
+    AVX-512 path, else the tanhf loops) are at least as close to a float64 reference as the eager
+    formula, over x in [-12, 12] (both sides of the cancellation in 1 + tanh u), and give NaN and
+    infinity where eager's 0.5 x (1 + tanh u) and its derivative do."""
+    lib = library.load()
+    if lib is None:
+        pytest.skip("needs library.c (a C compiler and a BLAS)")
+    from ember.ops.linalg import MatmulActBackward, MatmulBiasAct
+    monkeypatch.setattr(library, "NUMPY_MATMUL", 0)
+    x = np.linspace(-12, 12, 64 * 37, dtype=np.float32).reshape(64, 37)  # rows not a multiple of 16
+    eye = np.eye(37, dtype=np.float32)
+    xd = x.astype(np.float64)
+    c = np.sqrt(2 / np.pi)
+    t = np.tanh(c * (xd + 0.044715 * xd ** 3))
+    want_y = 0.5 * xd * (1 + t)
+    want_d = 0.5 * (1 + t) + 0.5 * xd * (1 - t * t) * c * (1 + 3 * 0.044715 * xd * xd)
+    y, h = library.matmul(lib, x, eye, None, "gelu_tanh")
+    eager_y, _ = MatmulBiasAct.forward(np, x, eye, np.zeros(37, np.float32), act="gelu_tanh")
+    d, _ = library.matmul_act_backward(lib, np.ones((64, 37), np.float32), eye, x, "gelu_tanh", False)
+    eager_d, _ = MatmulActBackward.forward(np, np.ones((64, 37), np.float32), eye, x, act="gelu_tanh",
+                                           with_sum=False)
+    assert np.array_equal(h, x)
+    assert np.abs(y - want_y).max() <= max(np.abs(eager_y - want_y).max(), 2e-6)
+    assert np.abs(d - want_d).max() <= max(np.abs(eager_d - want_d).max(), 5e-7)
+    special = np.array([[np.inf, -np.inf, np.nan, 0.0, 1e-30, -30.0, 30.0, 3e38, -3e38] + [1.0] * 7], np.float32)
+    eye16 = np.eye(16, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        y, _ = library.matmul(lib, special, eye16, None, "gelu_tanh")
+        d, _ = library.matmul_act_backward(lib, np.ones((1, 16), np.float32), eye16, special, "gelu_tanh", False)
+        ey, _ = MatmulBiasAct.forward(np, special, eye16, np.zeros(16, np.float32), act="gelu_tanh")
+        ed, _ = MatmulActBackward.forward(np, np.ones((1, 16), np.float32), eye16, special, act="gelu_tanh",
+                                          with_sum=False)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ey))
+    np.testing.assert_array_equal(np.isnan(d), np.isnan(ed))
+    np.testing.assert_allclose(y[~np.isnan(y)], ey[~np.isnan(ey)], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d[~np.isnan(d)], ed[~np.isnan(ed)], rtol=1e-5, atol=1e-6)
