@@ -116,7 +116,8 @@ static i64 gemm_block(operands_t o, int by_cols, i64 lo, i64 hi, i64 M, i64 N, i
     return off;
 }
 
-/* the epilogue activations, the same arithmetic as generated kernels (codegen_c.py): 1 relu,
+/* the epilogue activations, the same arithmetic as generated kernels (codegen_c.py; but for gelu_tanh
+ * with AVX-512: gelu_tanh_rows below): 1 relu,
  * 2 gelu with the tanh approximation, 3 exact gelu (erf), 4 tanh, 5 sigmoid, 6 silu */
 #pragma omp declare simd notinbranch
 float tanhf(float);
