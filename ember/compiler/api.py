@@ -58,8 +58,9 @@ class CompiledFunction:
     # --- calling -------------------------------------------------------------------------
     def signature(self, args, kwargs) -> tuple:
         flat: list = []
+        # which parameters have a gradient: a step traced with none accumulates nothing into them
         key = (_sig(args, flat), _sig(kwargs, flat), autograd.is_grad_enabled(),
-               tuple(m.training for m in self.modules))
+               tuple(m.training for m in self.modules), tuple(p.grad is None for p, _ in self.params.values()))
         if len(flat) > 1:  # which arguments are the same buffer: the graph reads each buffer once
             ids = [id(t._data) for t in flat]
             key += (tuple(ids.index(i) for i in ids),)
@@ -272,6 +273,8 @@ def _describe_sig(key) -> list:
     walk(args, "args")
     walk(kwargs, "kwargs")
     lines.append(f"grad mode enabled == {grad}; module training flags == {training}")
+    if len(key) > 4:
+        lines.append(f"parameters without a gradient == {key[4]}")
     return lines
 
 

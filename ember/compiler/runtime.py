@@ -20,7 +20,7 @@ from .kernel_ir import contiguous_strides
 from .optim_kernels import run_optimizer_step
 from .passes.copies import key_region
 from .passes.memory import assign_buffers
-from .trace import InputGetter
+from .trace import GradGetter, InputGetter
 
 _c_void_p = ctypes.c_void_p
 
@@ -352,10 +352,17 @@ class Plan:
                           for vid, g in graph.externals.items()]
         self.writebacks = list(graph.writebacks)
         self.grads = [(p, vid, graph.values[vid].dtype if vid is not None else None) for p, vid in graph.grads]
+        # gradients the call replaces without reading them (the step set them to None first, as
+        # zero_grad does): dropped before the steps run, as eager drops them at zero_grad, so their
+        # memory is free for the new ones (the same blocks, still in cache, instead of new ones)
+        read = {id(g.p) for g in graph.externals.values() if isinstance(g, GradGetter)}
+        self.release = [p for p, _, _ in self.grads if id(p) not in read]
 
     def run(self, flat: list):
         """Replay on `flat` (the call's tensors, in argument order); returns the output structure."""
         env = [None] * self.n_values
+        for p in self.release:
+            p.grad = None
         for vid, index, getter in self.externals:
             env[vid] = flat[index]._data if index is not None else getter.get()
         for step in self.steps:

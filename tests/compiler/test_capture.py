@@ -179,3 +179,41 @@ def test_zero_grad_without_set_to_none_and_gradient_accumulation():
         results.append(([o.numpy().copy() for o in outs], lin.weight.detach().numpy().copy()))
     for a, b in zip(results[0][0] + [results[0][1]], results[1][0] + [results[1][1]]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_a_step_replaces_unread_are_released_before_it_runs():
+    """A step that sets the gradients to None first (zero_grad) never reads the old ones, so the
+    replay drops them at its start, as eager does at zero_grad: their memory is free for the new
+    ones. A step that accumulates into the gradients of earlier calls reads them and keeps them
+    (and still equals eager)."""
+    from ember import optim
+    x = ember.randn(5, 4)
+    results = []
+    for zero, compiled in ((True, True), (False, True), (False, False)):
+        ember.manual_seed(0)
+        lin = ember.nn.Linear(4, 3)
+        opt = optim.SGD(lin.parameters(), lr=0.1)
+
+        def step(x, lin=lin, opt=opt, zero=zero):
+            if zero:
+                opt.zero_grad()
+            lin(x).square().sum().backward()
+            opt.step()
+        fn = ember.compile(step) if compiled else step
+        for _ in range(3):
+            fn(x)
+        if not compiled:
+            results.append(lin.weight.grad.numpy().copy())
+            continue
+        plan = list(fn.entries.values())[-1].plan  # the signature of the later calls (gradients present)
+        assert len(plan.release) == (2 if zero else 0)
+        if zero:
+            old = lin.weight.grad
+            seen = []
+            first = plan.steps[0]
+            plan.steps[0] = lambda env, seen=seen, w=lin.weight, first=first: (seen.append(w.grad), first(env))
+            fn(x)
+            assert seen == [None] and lin.weight.grad is not old and lin.weight.grad is not None
+        else:
+            results.append(lin.weight.grad.numpy().copy())
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
