@@ -6,10 +6,12 @@ elementwise ops and a reduction over an iota, so fusion puts them in the kernels
     scatter_add(x, dim, idx, s)  ->  x + where(idx == iota, s, 0)
 
 `iota` is a constant holding 0 .. n-1 along `dim` (n = x.shape[dim]). Each row selects exactly one
-element, so the sum adds one value to zeros and is exact: log-softmax and the pick become one row
-kernel, the pick's backward joins log-softmax's backward. A guard that every index lies in
-[0, n) comes first: out of range, the replay stops and the call runs eagerly, which raises the error
-eager `gather` raises (a one-hot row with no match would otherwise read 0 without a word).
+element, so the sum adds one value to zeros and is exact (but for the sign of a zero: -0.0 reads as
+0.0): log-softmax and the pick become one row kernel, the pick's backward joins log-softmax's
+backward. A guard that every index lies in [0, n) comes first, unless the graph has one already
+(cross-entropy checks its target itself): out of range, the replay stops and the call runs eagerly,
+which raises the error eager `gather` raises (a one-hot row with no match would otherwise read 0
+without a word).
 """
 
 from __future__ import annotations
