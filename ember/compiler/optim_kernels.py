@@ -151,6 +151,22 @@ def _fusable_sgd(opt) -> bool:
     return type(opt).step is SGD.step
 
 
+class Addresses(dict):
+    """Data addresses of the arrays an optimizer step passes to C, kept for the arrays that stay
+    (parameters, optimizer state): reading one costs about a microsecond of Python, a few per
+    parameter per step. An entry holds its array, so an id is never reused while it is here."""
+
+    def __call__(self, a: np.ndarray) -> int:
+        hit = self.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        if len(self) > 4096:  # state buffers replaced many times over: start again
+            self.clear()
+        addr = a.__array_interface__["data"][0]
+        self[id(a)] = (a, addr)
+        return addr
+
+
 def fusable(opt) -> bool:
     """Whether `opt.step()` replays as fused C loops (else its own eager step runs)."""
     return _fusable_adam(opt) or _fusable_sgd(opt)
@@ -166,14 +182,14 @@ class UpdateJob(NamedTuple):
     flags: tuple
 
 
-def update_job(opt, group: dict, p) -> UpdateJob | None:
+def update_job(opt, group: dict, p, sgd: bool | None = None) -> UpdateJob | None:
     """p's fused update by `opt` (a fusable Adam/AdamW or SGD) in `group` for one step, prepared as
     `opt.step()` prepares it: state created, Adam's step counted, p's version bumped. None, with
     nothing touched, where the fused loops cannot take p (not a contiguous float32 or float64
-    tensor): its eager step must run then."""
+    tensor): its eager step must run then. `sgd`: whether opt is the SGD (else Adam), if known."""
     if p._data.dtype not in (np.float32, np.float64) or not p._data.flags.c_contiguous:
         return None
-    if _fusable_sgd(opt):
+    if _fusable_sgd(opt) if sgd is None else sgd:
         lr, mom, damp, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
         first = False
         buf = np.empty(0, p._data.dtype)
@@ -209,12 +225,15 @@ def update_job(opt, group: dict, p) -> UpdateJob | None:
                      (beta1, 1 - beta1, beta2, 1 - beta2, c1, c2, 1 - lr * wd, wd), (mode, int(update)))
 
 
-def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
+def run_optimizer_step(opt, params: list, grads: list, lib, addresses: Addresses | None = None) -> None:
     """Replay `opt.step()` for `params` with gradient buffers `grads` (fused when it can): float32
-    parameters in one call of the all-tensor loop, float64 ones one call each."""
-    if lib is None or not fusable(opt):
+    parameters in one call of the all-tensor loop, float64 ones one call each. `addresses`: a
+    call site's cache of the parameters' and state's addresses."""
+    sgd = _fusable_sgd(opt)
+    if lib is None or not (sgd or _fusable_adam(opt)):
         _eager_step(opt, params, grads)
         return
+    addr = addresses if addresses is not None else _ptr
     gmap = {id(p): g for p, g in zip(params, grads)}
     batch: list = []  # (job, gradient) of every float32 tensor
     for group in opt.param_groups:
@@ -223,7 +242,7 @@ def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
             if g is None:
                 continue
             g = np.ascontiguousarray(g)  # a weight's gradient is often a transposed matmul result
-            job = update_job(opt, group, p) if g.dtype == p._data.dtype else None
+            job = update_job(opt, group, p, sgd) if g.dtype == p._data.dtype else None
             if job is None:
                 _eager_step(opt, [p], [g])
             elif p._data.dtype == np.float64:
@@ -237,9 +256,9 @@ def run_optimizer_step(opt, params: list, grads: list, lib) -> None:
     sizes = np.array([job.bufs[0].size for job, _ in batch], np.int64)
     # scalars rounded to float32 as the float32 loops use them
     scalars = np.array([job.scalars for job, _ in batch], np.float32)
-    bufs = [[job.bufs[0] for job, _ in batch], [g for _, g in batch]] + \
-        [[job.bufs[j] for job, _ in batch] for j in range(1, len(batch[0][0].bufs))]
-    ptrs = [(ctypes.c_void_p * nt)(*(_ptr(b) for b in col)) for col in bufs]
+    stay = [[job.bufs[j] for job, _ in batch] for j in range(len(batch[0][0].bufs))]  # p and its state
+    ptrs = [(ctypes.c_void_p * nt)(*(addr(b) for b in col)) for col in stay]
+    ptrs.insert(1, (ctypes.c_void_p * nt)(*(_ptr(g) for _, g in batch)))  # gradients: new each step
     flags = np.array([job.flags for job, _ in batch], np.intc)
     if adam:  # per tensor: mode, update_p
         args = (sizes, scalars, flags[:, 0].copy(), flags[:, 1].copy())

@@ -17,7 +17,7 @@ from ..tensor import Tensor
 from . import library
 from .graph import AttrRef, Ref, _leaves
 from .kernel_ir import contiguous_strides
-from .optim_kernels import run_optimizer_step
+from .optim_kernels import Addresses, run_optimizer_step
 from .passes.copies import key_region
 from .passes.memory import assign_buffers
 from .trace import GradGetter, InputGetter
@@ -161,9 +161,10 @@ def special_step(graph, n, lib):
         return guard
     if n.op == "optimizer_step":
         opt, params, ins = n.attrs["optimizer"], n.attrs["params"], list(n.inputs)
+        addresses = Addresses()
 
         def optimizer_step(env):
-            run_optimizer_step(opt, params, [env[i] for i in ins], lib)
+            run_optimizer_step(opt, params, [env[i] for i in ins], lib, addresses)
         return optimizer_step
     raise NotImplementedError(f"runtime: unknown special node {n.op!r}")
 

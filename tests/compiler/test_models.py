@@ -191,3 +191,18 @@ def test_attention_gradient_is_handed_out_without_assembling_it():
     assert _rel(runs[1][0], runs[0][0]) <= 1e-5
     for a, b in zip(runs[1][1], runs[0][1]):
         assert _rel(a, b) <= 1e-5
+
+
+def test_the_optimizer_steps_address_cache_follows_the_arrays():
+    """optim_kernels.Addresses hands back an array's data address, the cached one only for the very
+    same array object, and starts again when it has seen too many."""
+    from ember.compiler.optim_kernels import Addresses
+    cache = Addresses()
+    a, b = np.zeros(1000, np.float32), np.zeros(1000, np.float32)
+    assert cache(a) == a.ctypes.data and cache(b) == b.ctypes.data and cache(a) == a.ctypes.data
+    view = a[10:]
+    assert cache(view) == a.ctypes.data + 40
+    many = [np.zeros(1, np.float32) for _ in range(5000)]
+    for m in many:
+        assert cache(m) == m.ctypes.data
+    assert len(cache) <= 4097
