@@ -288,7 +288,7 @@ def matmul_act_backward(lib, a: np.ndarray, b: np.ndarray, s: np.ndarray, act: s
     """(dh, dbias or None) for the registry's `matmul_act_backward`: dh = act's backward of the
     product a @ b (2-D float32) with s, dbias = dh summed over rows. None where library.c cannot
     take it (dtype, layout, a product too small to be worth it). `b_addr`: b's address where the
-    caller knows it (a step's _Addresses remembers a weight's)."""
+    caller knows it (a step remembers a weight's: Addresses)."""
     p = _product_2d(a, b)
     if p is None or s.dtype != np.float32 or s.size != p[0] * p[1]:
         return None
@@ -429,33 +429,36 @@ def max_pool2d_backward(lib, g: np.ndarray, arg: np.ndarray, input_hw, kernel, d
     return out[:, pt:pt + H, pl:pl + W, :].transpose(0, 3, 1, 2)
 
 
-class _Addresses:
-    """Operand addresses for a library call site. Reading an array's address costs about a
-    microsecond of Python, a few per product; an operand that is the very same array as last call
-    (a parameter, or the cached transposed view of one) reuses the address it had. Only operands
-    in `stable` are remembered: holding on to an activation would keep it alive between calls."""
+class Addresses(dict):
+    """Data addresses of arrays passed to C, remembered for arrays that stay (parameters, optimizer
+    state, cached views of them): reading one costs about a microsecond of Python, a few per
+    product or parameter per step. An entry holds its array, so an id is never reused while it is
+    here; give it only arrays that live on anyway."""
 
-    def __init__(self, ids, stable):
-        self.keep = {vid: [None, None] for vid in ids if vid in stable}
-
-    def __call__(self, vid, x) -> _c_void_p:
-        last = self.keep.get(vid)
-        if last is None:
-            return _c_void_p(x.__array_interface__["data"][0])
-        if last[0] is not x:
-            last[0], last[1] = x, _c_void_p(x.__array_interface__["data"][0])
-        return last[1]
+    def __call__(self, a: np.ndarray) -> int:
+        hit = self.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        if len(self) > 4096:  # state buffers replaced many times over: start again
+            self.clear()
+        addr = a.__array_interface__["data"][0]
+        self[id(a)] = (a, addr)
+        return addr
 
 
 def step(graph, n, lib, fallback, stable=frozenset()):
     """A runtime closure for node `n` (matmul, sdpa, sdpa_backward) through library.c, using
     `fallback` (the registry's NumPy kernel) for any call whose dtype or layout it cannot take.
-    `stable`: value ids whose buffer is the same array every call (see _Addresses)."""
+    `stable`: value ids whose buffer is the same array every call; their addresses are remembered
+    (Addresses), other operands' read each call."""
     ins, outs = list(n.inputs), list(n.outs)
     if graph.values[outs[0]].dtype.np != np.float32:
         return fallback
     o0 = outs[0]
-    addr = _Addresses(ins, stable)
+    cache, kept = Addresses(), {v for v in ins if v in stable}
+
+    def addr(vid, x) -> _c_void_p:
+        return _c_void_p(cache(x) if vid in kept else x.__array_interface__["data"][0])
     if n.name in ("matmul", "matmul_bias", "matmul_bias_act"):
         a_id, b_id = ins[:2]
         bias_id = ins[2] if len(ins) > 2 else None

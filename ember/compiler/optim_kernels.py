@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..tensor import Tensor
+from .library import Addresses
 
 # The float32 Adam and SGD updates of a span of elements, which the all-tensor loops below call per
 # chunk. Scalars go into locals first: read through pointers inside the loop, GCC must assume the
@@ -149,22 +150,6 @@ def _fusable_adam(opt) -> bool:
 def _fusable_sgd(opt) -> bool:
     from ..optim.sgd import SGD
     return type(opt).step is SGD.step
-
-
-class Addresses(dict):
-    """Data addresses of the arrays an optimizer step passes to C, kept for the arrays that stay
-    (parameters, optimizer state): reading one costs about a microsecond of Python, a few per
-    parameter per step. An entry holds its array, so an id is never reused while it is here."""
-
-    def __call__(self, a: np.ndarray) -> int:
-        hit = self.get(id(a))
-        if hit is not None and hit[0] is a:
-            return hit[1]
-        if len(self) > 4096:  # state buffers replaced many times over: start again
-            self.clear()
-        addr = a.__array_interface__["data"][0]
-        self[id(a)] = (a, addr)
-        return addr
 
 
 def fusable(opt) -> bool:

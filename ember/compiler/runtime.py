@@ -17,7 +17,8 @@ from ..tensor import Tensor
 from . import library
 from .graph import AttrRef, Ref, _leaves
 from .kernel_ir import contiguous_strides
-from .optim_kernels import Addresses, run_optimizer_step
+from .library import Addresses
+from .optim_kernels import run_optimizer_step
 from .passes.copies import key_region
 from .passes.memory import assign_buffers
 from .trace import GradGetter, InputGetter

@@ -194,9 +194,10 @@ def test_attention_gradient_is_handed_out_without_assembling_it():
 
 
 def test_the_optimizer_steps_address_cache_follows_the_arrays():
-    """optim_kernels.Addresses hands back an array's data address, the cached one only for the very
-    same array object, and starts again when it has seen too many."""
-    from ember.compiler.optim_kernels import Addresses
+    """library.Addresses (the products' and the optimizer step's address cache) hands back an
+    array's data address, the cached one only for the very same array object, and starts again
+    when it has seen too many."""
+    from ember.compiler.library import Addresses
     cache = Addresses()
     a, b = np.zeros(1000, np.float32), np.zeros(1000, np.float32)
     assert cache(a) == a.ctypes.data and cache(b) == b.ctypes.data and cache(a) == a.ctypes.data

@@ -43,7 +43,9 @@ class Group:
         return self.members + ([self.reduce] if self.reduce is not None else []) + self.epilogue
 
 
-def _fusable(graph, n) -> str | None:
+def _fusable(graph, n, guards: dict) -> str | None:
+    """What node n becomes: "pointwise", "reduce", "copy" (a kernel of its own) or None (left to its
+    registry kernel). `guards`: index values checked to lie in [0, n) (onehot.index_guards)."""
     if n.kind == "special" or n.name not in POINTWISE and n.name not in REDUCTIONS and n.name not in COPIES:
         return None
     out = graph.values[n.outs[0]] if len(n.outs) == 1 else None
@@ -55,7 +57,7 @@ def _fusable(graph, n) -> str | None:
         idx = graph.values[n.inputs[-1]]     # integer index array: a gather or scatter-add kernel
         ok = n.n_attr_inputs == 1 and n.attrs["key"] == (AttrRef(0),) and idx.dtype.category == 1
         if ok and n.name == "getitem":
-            ok = getattr(graph, "_index_guards", {}).get(n.inputs[-1]) == graph.values[n.inputs[0]].shape[0]
+            ok = guards.get(n.inputs[-1]) == graph.values[n.inputs[0]].shape[0]
         return "copy" if ok else None
     if n.n_attr_inputs:
         return None
@@ -107,13 +109,13 @@ def fuse(graph) -> tuple[list, list]:
     """Returns (groups, schedule): schedule items are ("node", i) or ("group", g) in run order.
     First copies cheap values next to their post-reduction readers (passes/remat.py)."""
     rematerialize(graph)
-    graph._index_guards = index_guards(graph)
+    guards = index_guards(graph)
     producer = {o: i for i, n in enumerate(graph.nodes) for o in n.outs}
     groups: list[Group] = []
     group_of: dict = {}
     schedule: list = []
     for i, n in enumerate(graph.nodes):
-        kind = _fusable(graph, n)
+        kind = _fusable(graph, n, guards)
         in_groups = {group_of[producer[v]] for v in n.inputs if v in producer and producer[v] in group_of}
         if kind == "pointwise":
             shape = graph.values[n.outs[0]].shape
