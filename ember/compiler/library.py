@@ -430,19 +430,18 @@ def max_pool2d_backward(lib, g: np.ndarray, arg: np.ndarray, input_hw, kernel, d
 
 
 class Addresses(dict):
-    """Data addresses of arrays passed to C, remembered for arrays that stay (parameters, optimizer
-    state, cached views of them): reading one costs about a microsecond of Python, a few per
-    product or parameter per step. An entry holds its array, so an id is never reused while it is
-    here; give it only arrays that live on anyway."""
+    """Data addresses of arrays passed to C, one remembered array per slot (an operand of a call
+    site, a parameter's buffer in an optimizer step): reading an address costs about a microsecond
+    of Python, a few per product or parameter per step, and an operand that is the very same array
+    as last call (a parameter, the cached transposed view of one, optimizer state) reuses it. One
+    array per slot, so an array that changes every call is held only until the next."""
 
-    def __call__(self, a: np.ndarray) -> int:
-        hit = self.get(id(a))
+    def __call__(self, slot, a: np.ndarray) -> int:
+        hit = self.get(slot)
         if hit is not None and hit[0] is a:
             return hit[1]
-        if len(self) > 4096:  # state buffers replaced many times over: start again
-            self.clear()
         addr = a.__array_interface__["data"][0]
-        self[id(a)] = (a, addr)
+        self[slot] = (a, addr)
         return addr
 
 
@@ -458,7 +457,7 @@ def step(graph, n, lib, fallback, stable=frozenset()):
     cache, kept = Addresses(), {v for v in ins if v in stable}
 
     def addr(vid, x) -> _c_void_p:
-        return _c_void_p(cache(x) if vid in kept else x.__array_interface__["data"][0])
+        return _c_void_p(cache(vid, x) if vid in kept else x.__array_interface__["data"][0])
     if n.name in ("matmul", "matmul_bias", "matmul_bias_act"):
         a_id, b_id = ins[:2]
         bias_id = ins[2] if len(ins) > 2 else None

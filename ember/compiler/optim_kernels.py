@@ -218,7 +218,7 @@ def run_optimizer_step(opt, params: list, grads: list, lib, addresses: Addresses
     if lib is None or not (sgd or _fusable_adam(opt)):
         _eager_step(opt, params, grads)
         return
-    addr = addresses if addresses is not None else _ptr
+    addr = addresses if addresses is not None else (lambda slot, a: _ptr(a))
     gmap = {id(p): g for p, g in zip(params, grads)}
     batch: list = []  # (job, gradient) of every float32 tensor
     for group in opt.param_groups:
@@ -242,7 +242,7 @@ def run_optimizer_step(opt, params: list, grads: list, lib, addresses: Addresses
     # scalars rounded to float32 as the float32 loops use them
     scalars = np.array([job.scalars for job, _ in batch], np.float32)
     stay = [[job.bufs[j] for job, _ in batch] for j in range(len(batch[0][0].bufs))]  # p and its state
-    ptrs = [(ctypes.c_void_p * nt)(*(addr(b) for b in col)) for col in stay]
+    ptrs = [(ctypes.c_void_p * nt)(*(addr((j, t), b) for t, b in enumerate(col))) for j, col in enumerate(stay)]
     ptrs.insert(1, (ctypes.c_void_p * nt)(*(_ptr(g) for _, g in batch)))  # gradients: new each step
     flags = np.array([job.flags for job, _ in batch], np.intc)
     if adam:  # per tensor: mode, update_p
